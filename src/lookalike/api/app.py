@@ -1,0 +1,58 @@
+"""The FastAPI application: `create_app()` wires routes, error handlers and the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from lookalike import __version__
+from lookalike.api.errors import install_error_handlers
+from lookalike.api.routes import collections, health, images, records, search
+from lookalike.config import Settings
+from lookalike.runtime import Lookalike
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, runtime: Lookalike | None = None) -> FastAPI:
+    """The API. With `runtime` the caller owns it; otherwise the app opens and closes one."""
+    settings = runtime.settings if runtime else (settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        rt = runtime or Lookalike(settings)
+        app.state.runtime = rt
+        if rt.settings.auth == "off":
+            log.warning("authentication is OFF (LOOKALIKE_AUTH=off): anyone who can reach this "
+                        "port can read and change all data; use it only for a local demo")
+        try:
+            yield
+        finally:
+            if owned:
+                rt.close()
+
+    app = FastAPI(
+        title="Lookalike",
+        version=__version__,
+        description="Image similarity search, visual quality control and image RAG.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (health, collections, records, images, search):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/api/docs")
+
+    return app

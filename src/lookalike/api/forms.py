@@ -1,0 +1,77 @@
+"""Reading bodies that may come as JSON or as multipart form data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from lookalike.errors import InvalidInput, LookalikeError
+from lookalike.ingest.pipeline import IngestFile
+
+MAX_FILES = 256
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class UnsupportedMediaType(LookalikeError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise UnsupportedMediaType(
+            f"send application/json or multipart/form-data, not {content_type or 'no content type'}"
+        )
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("the body is not valid JSON") from None
+    return validate(model, raw)
+
+
+def validate(model: type[M], raw: Any) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            msgs.append(f"{where}: {err.get('msg', 'invalid')}")
+        raise InvalidInput("; ".join(msgs)) from None
+
+
+async def read_uploads(files: list[UploadFile], *, source: str = "upload") -> list[IngestFile]:
+    if len(files) > MAX_FILES:
+        raise InvalidInput(f"at most {MAX_FILES} files per request")
+    out = []
+    for f in files:
+        out.append(IngestFile(await f.read(), filename=f.filename, source=source))
+    return out
+
+
+def split_tags(values: list[str]) -> list[str]:
+    """Tags given as repeated fields, comma-separated, or a JSON list."""
+    tags: list[str] = []
+    for value in values:
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                raise InvalidInput("tags: not a valid JSON list") from None
+            if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
+                raise InvalidInput("tags: a JSON list of strings is expected")
+            tags.extend(parsed)
+        else:
+            tags.extend(t for t in value.split(","))
+    return sorted({t.strip() for t in tags if t.strip()})

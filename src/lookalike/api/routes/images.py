@@ -1,0 +1,39 @@
+"""Images: catalog fields and preview, thumbnail and original bytes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from lookalike.api.deps import Caller, Runtime
+from lookalike.api.schemas import ImageOut
+from lookalike.catalog.repository import get_image
+from lookalike.errors import NotFound
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+
+# Blobs are content-addressed, so a URL's bytes never change.
+_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
+
+
+@router.get("/{image_id}")
+def read_image(image_id: str, rt: Runtime, caller: Caller) -> ImageOut:
+    with rt.catalog.session() as session:
+        return ImageOut.of(get_image(session, caller.tenant, image_id))
+
+
+@router.get("/{image_id}/thumbnail", response_class=Response)
+def read_thumbnail(image_id: str, rt: Runtime, caller: Caller) -> Response:
+    with rt.catalog.session() as session:
+        image = get_image(session, caller.tenant, image_id)
+    if image.thumbnail_key is None:
+        raise NotFound(f"image {image_id!r} has no thumbnail yet")
+    return Response(rt.blobs.get(image.thumbnail_key), media_type="image/webp", headers=_IMMUTABLE)
+
+
+@router.get("/{image_id}/original", response_class=Response)
+def read_original(image_id: str, rt: Runtime, caller: Caller) -> Response:
+    with rt.catalog.session() as session:
+        image = get_image(session, caller.tenant, image_id)
+    if image.blob_key is None:
+        raise NotFound(f"image {image_id!r} has no stored original")
+    return Response(rt.blobs.get(image.blob_key), media_type=image.mime, headers=_IMMUTABLE)

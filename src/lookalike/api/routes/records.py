@@ -1,0 +1,164 @@
+"""Records: a name, a description, tags and several images, in a collection."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from lookalike import collections as svc
+from lookalike.api.deps import Caller, Runtime
+from lookalike.api.forms import is_multipart, json_body, read_uploads, split_tags
+from lookalike.api.schemas import IngestResultOut, RecordCreate, RecordCreated, RecordOut
+from lookalike.errors import InvalidInput
+
+router = APIRouter(tags=["records"])
+
+_MULTIPART_OR_JSON = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "tags": {"type": "string", "description": "comma-separated or JSON list"},
+                        "owner": {"type": "string"},
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            },
+            "application/json": {"schema": RecordCreate.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post(
+    "/api/collections/{collection_id}/records",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_MULTIPART_OR_JSON,
+)
+async def create_record(
+    collection_id: str,
+    request: Request,
+    rt: Runtime,
+    caller: Caller,
+    wait: Annotated[bool, Query(description="Return once the images are embedded.")] = False,
+) -> RecordCreated:
+    """Create a record, with its images in the same multipart request or added later."""
+    collection = await run_in_threadpool(svc.find_collection, rt, caller.tenant, collection_id)
+    if is_multipart(request):
+        form = await request.form(max_files=256, max_fields=64)
+        files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+        body = RecordCreate(
+            name=str(form.get("name") or ""),
+            description=str(form.get("description") or ""),
+            tags=split_tags([str(t) for t in form.getlist("tags")]),
+            owner=str(form["owner"]) if form.get("owner") else None,
+        ) if form.get("name") else None
+        if body is None:
+            raise InvalidInput("name: a record needs a name")
+        uploads = await read_uploads(files)
+    else:
+        body = await json_body(request, RecordCreate)
+        uploads = []
+    record = await run_in_threadpool(
+        svc.create_record,
+        rt,
+        collection,
+        name=body.name,
+        owner=body.owner or caller.user,
+        description=body.description,
+        tags=body.tags,
+        extra=body.metadata,
+    )
+    results = []
+    if uploads:
+        results = await run_in_threadpool(
+            lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
+        )
+    fresh = await run_in_threadpool(svc.find_record, rt, caller.tenant, record.id)
+    return RecordCreated(
+        record=RecordOut.of(fresh, fresh.images), results=[IngestResultOut.of(r) for r in results]
+    )
+
+
+@router.get("/api/collections/{collection_id}/records")
+def list_records(
+    collection_id: str,
+    rt: Runtime,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+) -> dict[str, object]:
+    collection = svc.find_collection(rt, caller.tenant, collection_id)
+    rows, total = svc.list_records(rt, collection, limit=limit, offset=offset, query=q)
+    return {
+        "items": [RecordOut.of(r, r.images) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/api/records/{record_id}")
+def get_record(record_id: str, rt: Runtime, caller: Caller) -> RecordOut:
+    record = svc.find_record(rt, caller.tenant, record_id)
+    return RecordOut.of(record, record.images)
+
+
+@router.delete("/api/records/{record_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_record(record_id: str, rt: Runtime, caller: Caller) -> None:
+    svc.delete_record(rt, caller.tenant, record_id)
+
+
+@router.post(
+    "/api/records/{record_id}/images",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["images"],
+                        "properties": {
+                            "images": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def add_images(
+    record_id: str,
+    request: Request,
+    rt: Runtime,
+    caller: Caller,
+    wait: Annotated[bool, Query(description="Return once the images are embedded.")] = False,
+) -> list[IngestResultOut]:
+    record = await run_in_threadpool(svc.find_record, rt, caller.tenant, record_id)
+    if not is_multipart(request):
+        raise InvalidInput("send the images as multipart/form-data fields named 'images'")
+    form = await request.form(max_files=256, max_fields=64)
+    files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+    if not files:
+        raise InvalidInput("no files in the 'images' field")
+    uploads = await read_uploads(files)
+    collection = await run_in_threadpool(svc.find_collection, rt, caller.tenant, record.collection_id)
+    results = await run_in_threadpool(
+        lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
+    )
+    return [IngestResultOut.of(r) for r in results]

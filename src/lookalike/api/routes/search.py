@@ -1,0 +1,93 @@
+"""Similarity search by uploaded image, by stored image id or by text."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from lookalike.api.deps import Caller, Runtime
+from lookalike.api.forms import is_multipart, json_body, validate
+from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
+from lookalike.collections import find_collection
+from lookalike.errors import InvalidInput
+from lookalike.search.service import search_similar
+
+router = APIRouter(prefix="/api/search", tags=["search"])
+
+_FORM_FIELDS = {
+    "collection": {"type": "string"},
+    "file": {"type": "string", "format": "binary"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "offset": {"type": "integer", "minimum": 0},
+    "score_threshold": {"type": "number"},
+    "filter": {"type": "string", "description": "JSON object, see SearchFilters"},
+    "include_payload": {"type": "boolean"},
+}
+
+
+@router.post(
+    "/similar",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["collection", "file"],
+                        "properties": _FORM_FIELDS,
+                    }
+                },
+            },
+        }
+    },
+)
+async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchResponse:
+    """Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON)."""
+    image_bytes: bytes | None = None
+    if is_multipart(request):
+        form = await request.form(max_files=1, max_fields=16)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("file: attach the query image as a multipart field named 'file'")
+        raw: dict[str, object] = {
+            k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""
+        }
+        if "filter" in raw:
+            try:
+                raw["filter"] = json.loads(str(raw["filter"]))
+            except json.JSONDecodeError:
+                raise InvalidInput("filter: not valid JSON") from None
+        if "include_payload" in raw:
+            raw["include_payload"] = str(raw["include_payload"]).lower() in ("1", "true", "yes", "on")
+        body = validate(SearchRequest, raw)
+        image_bytes = await upload.read()
+    else:
+        body = await json_body(request, SearchRequest)
+
+    def run() -> SearchResponse:
+        collection = find_collection(rt, caller.tenant, body.collection)
+        hits = search_similar(
+            rt,
+            caller.tenant,
+            collection.id,
+            image_bytes=image_bytes,
+            image_id=body.image_id,
+            text=body.text_query,
+            limit=body.limit,
+            offset=body.offset,
+            score_threshold=body.score_threshold,
+            filters=body.filter,
+            include_payload=body.include_payload,
+        )
+        return SearchResponse(
+            hits=[HitOut(**h.as_dict()) for h in hits],
+            collection=collection.id,
+            model_id=collection.model_id,
+        )
+
+    return await run_in_threadpool(run)

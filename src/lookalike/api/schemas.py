@@ -1,0 +1,184 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lookalike.catalog import Collection, Image, Record
+from lookalike.ingest.pipeline import IngestResult
+from lookalike.search.filters import SearchFilters
+from lookalike.search.service import thumbnail_url
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=10_000)
+    model: str | None = Field(default=None, description="Registry model name; default: configured.")
+    hnsw_m: int | None = Field(default=None, ge=4, le=128)
+    hnsw_ef_construct: int | None = Field(default=None, ge=8, le=1024)
+    quantization: Literal["none", "int8"] | None = None
+
+
+class CollectionOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    model: str
+    model_id: str
+    vector_name: str
+    dim: int
+    supports_text: bool
+    vector_settings: dict[str, Any]
+    created_at: datetime
+    counts: dict[str, int] | None = None
+
+    @classmethod
+    def of(
+        cls, c: Collection, *, supports_text: bool, counts: dict[str, int] | None = None
+    ) -> CollectionOut:
+        return cls(
+            id=c.id,
+            name=c.name,
+            description=c.description,
+            model=c.model,
+            model_id=c.model_id,
+            vector_name=c.vector_name,
+            dim=c.dim,
+            supports_text=supports_text,
+            vector_settings=c.vector_settings,
+            created_at=c.created_at,
+            counts=counts,
+        )
+
+
+class ImageOut(BaseModel):
+    id: str
+    record_id: str
+    collection_id: str
+    sha256: str
+    phash: str | None
+    width: int
+    height: int
+    mime: str
+    bytes: int
+    source: str
+    filename: str | None
+    status: str
+    error: str | None
+    quality_score: float | None
+    nsfw_score: float | None
+    created_at: datetime
+    thumbnail_url: str
+    original_url: str
+
+    @classmethod
+    def of(cls, i: Image) -> ImageOut:
+        return cls(
+            id=i.id,
+            record_id=i.record_id,
+            collection_id=i.collection_id,
+            sha256=i.sha256,
+            phash=i.phash,
+            width=i.width,
+            height=i.height,
+            mime=i.mime,
+            bytes=i.bytes,
+            source=i.source,
+            filename=i.filename,
+            status=i.status,
+            error=i.error,
+            quality_score=i.quality_score,
+            nsfw_score=i.nsfw_score,
+            created_at=i.created_at,
+            thumbnail_url=thumbnail_url(i.id),
+            original_url=f"/api/images/{i.id}/original",
+        )
+
+
+class RecordOut(BaseModel):
+    id: str
+    collection_id: str
+    name: str
+    description: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    owner: str
+    created_at: datetime
+    images: list[ImageOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, r: Record, images: list[Image] | None = None) -> RecordOut:
+        return cls(
+            id=r.id,
+            collection_id=r.collection_id,
+            name=r.name,
+            description=r.description,
+            tags=list(r.tags),
+            metadata=dict(r.extra),
+            owner=r.owner,
+            created_at=r.created_at,
+            images=[ImageOut.of(i) for i in (images or [])],
+        )
+
+
+class IngestResultOut(BaseModel):
+    filename: str | None
+    status: Literal["added", "duplicate", "rejected"]
+    image_id: str | None
+    record_id: str | None
+    error: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, r: IngestResult) -> IngestResultOut:
+        error = {"code": r.error_code or "", "message": r.reason or ""} if r.reason else None
+        return cls(
+            filename=r.filename, status=r.status, image_id=r.image_id, record_id=r.record_id,
+            error=error,
+        )
+
+
+class RecordCreated(BaseModel):
+    record: RecordOut
+    results: list[IngestResultOut]
+
+
+class RecordCreate(Strict):
+    name: str = Field(min_length=1, max_length=512)
+    description: str = Field(default="", max_length=100_000)
+    tags: list[str] = Field(default_factory=list, max_length=256)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    owner: str | None = Field(default=None, max_length=128)
+
+
+class SearchRequest(Strict):
+    collection: str = Field(description="Collection id or name.")
+    image_id: str | None = None
+    text_query: str | None = Field(default=None, max_length=1000)
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=100_000)
+    score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    filter: SearchFilters | None = None
+    include_payload: bool = False
+
+
+class HitOut(BaseModel):
+    image_id: str
+    record_id: str
+    name: str
+    description: str
+    score: float
+    payload: dict[str, Any] | None
+    preview_url: str
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]
+    collection: str
+    model_id: str

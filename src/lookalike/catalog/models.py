@@ -1,0 +1,169 @@
+"""The catalog schema: the source of truth. The vector engine can be rebuilt from it.
+
+Change a model only together with a new migration in `catalog/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from ulid import ULID
+
+
+def new_id() -> str:
+    """A ULID: sortable by creation time, 26 characters."""
+    return str(ULID())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite and MySQL drop the offset otherwise."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+IMAGE_STATUSES = ("pending", "embedded", "failed")
+JOB_STATUSES = ("queued", "running", "done", "failed")
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_collection_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Registry name of the model and the exact weights (`name@hash`) the vectors were made with.
+    model: Mapped[str] = mapped_column(String(128))
+    model_id: Mapped[str] = mapped_column(String(160))
+    vector_name: Mapped[str] = mapped_column(String(128))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    records: Mapped[list[Record]] = relationship(
+        back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Record(Base):
+    __tablename__ = "record"
+    __table_args__ = (Index("ix_record_collection_created", "collection_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    # `metadata` is taken by SQLAlchemy's declarative base.
+    extra: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    collection: Mapped[Collection] = relationship(back_populates="records")
+    images: Mapped[list[Image]] = relationship(
+        back_populates="record",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Image.id",
+    )
+
+
+class Image(Base):
+    __tablename__ = "image"
+    __table_args__ = (
+        # Idempotent ingest: the same bytes land once per collection.
+        UniqueConstraint("collection_id", "sha256", name="uq_image_collection_sha256"),
+        Index("ix_image_collection_status", "collection_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    record_id: Mapped[str] = mapped_column(ForeignKey("record.id", ondelete="CASCADE"), index=True)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    phash: Mapped[str | None] = mapped_column(String(16), default=None)
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    mime: Mapped[str] = mapped_column(String(64), default="")
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    source: Mapped[str] = mapped_column(String(16), default="upload")
+    filename: Mapped[str | None] = mapped_column(String(1024), default=None)
+    blob_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    model_id: Mapped[str | None] = mapped_column(String(160), default=None)
+    quality_score: Mapped[float | None] = mapped_column(Float, default=None)
+    nsfw_score: Mapped[float | None] = mapped_column(Float, default=None)
+    anomaly_scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    embedded_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    record: Mapped[Record] = relationship(back_populates="images")
+
+
+class Job(Base):
+    """Durable background work. A restart re-queues what was queued or running."""
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))
+    collection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True, default=None
+    )
+    image_id: Mapped[str | None] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), index=True, default=None
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,68 @@
+"""Catalog queries shared by the services. Every lookup is scoped to a tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from lookalike.catalog.models import Collection, Image, Record
+from lookalike.errors import CollectionNotFound, ImageNotFound, RecordNotFound
+
+
+def get_collection(session: Session, tenant: str, id_or_name: str) -> Collection:
+    """A collection by id or by name; another tenant's collection is reported as not found."""
+    found = session.scalars(
+        select(Collection).where(
+            Collection.tenant == tenant,
+            or_(Collection.id == id_or_name, Collection.name == id_or_name),
+        )
+    ).first()
+    if found is None:
+        raise CollectionNotFound(
+            f"no collection {id_or_name!r}; list them with GET /api/collections "
+            "or create it with POST /api/collections"
+        )
+    return found
+
+
+def list_collections(session: Session, tenant: str) -> Sequence[Collection]:
+    return session.scalars(
+        select(Collection).where(Collection.tenant == tenant).order_by(Collection.name)
+    ).all()
+
+
+def get_record(session: Session, tenant: str, record_id: str) -> Record:
+    found = session.scalars(
+        select(Record)
+        .join(Collection, Record.collection_id == Collection.id)
+        .where(Record.id == record_id, Collection.tenant == tenant)
+    ).first()
+    if found is None:
+        raise RecordNotFound(f"no record {record_id!r}")
+    return found
+
+
+def get_image(session: Session, tenant: str, image_id: str) -> Image:
+    found = session.scalars(
+        select(Image)
+        .join(Collection, Image.collection_id == Collection.id)
+        .where(Image.id == image_id, Collection.tenant == tenant)
+    ).first()
+    if found is None:
+        raise ImageNotFound(f"no image {image_id!r}")
+    return found
+
+
+def find_image_by_sha256(session: Session, collection_id: str, sha256: str) -> Image | None:
+    return session.scalars(
+        select(Image).where(Image.collection_id == collection_id, Image.sha256 == sha256)
+    ).first()
+
+
+def records_by_id(session: Session, ids: Sequence[str]) -> dict[str, Record]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(Record).where(Record.id.in_(set(ids)))).all()
+    return {r.id: r for r in rows}

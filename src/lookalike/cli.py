@@ -1,0 +1,340 @@
+"""The `lookalike` command line. It opens the data directory directly (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lookalike.auth import DEFAULT_TENANT, create_token
+from lookalike.config import Settings
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(
+    help="Lookalike: image similarity search, visual quality control and image RAG.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="List, fetch and export embedding models.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(token_app, name="token")
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: LOOKALIKE_DATA_DIR).", show_default=False),
+]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name or id.")]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _open(settings: Settings):  # type: ignore[no-untyped-def]
+    from lookalike.runtime import Lookalike
+
+    return Lookalike(settings)
+
+
+def _fail(exc: LookalikeError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP API (and web app) on HOST:PORT."""
+    import uvicorn
+
+    from lookalike.api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.getLogger("lookalike").setLevel(logging.INFO)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    except LookalikeError as exc:
+        _fail(exc)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or directories (recursive).")],
+    collection: CollectionOpt,
+    record: Annotated[
+        str | None, typer.Option("--record", help="Put all files into one record with this name.")
+    ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag for the new records.")] = None,
+    owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Add images; creates the collection if needed; one record per file unless --record."""
+    from lookalike.collections import get_or_create_collection
+    from lookalike.ingest.pipeline import iter_image_files
+
+    settings = _settings(data_dir)
+    try:
+        with _open(settings) as rt:
+            coll = get_or_create_collection(rt, tenant, collection)
+            total = len(list(iter_image_files(paths)))
+            counts: Counter[str] = Counter()
+            rejected: list[tuple[str, str]] = []
+            started = time.monotonic()
+            with _progress() as progress:
+                task = progress.add_task("ingest", total=total, rate="")
+
+                def seen(result) -> None:  # type: ignore[no-untyped-def]
+                    counts[result.status] += 1
+                    if result.status == "rejected":
+                        rejected.append((result.filename or "?", result.reason or ""))
+                    done = sum(counts.values())
+                    rate = done / max(time.monotonic() - started, 1e-6)
+                    progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
+
+                results = rt.ingest.add_paths(
+                    coll, paths, owner=owner, record_name=record, tags=tags or [], on_result=seen
+                )
+            elapsed = time.monotonic() - started
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        out.print_json(json.dumps({"results": [r.__dict__ for r in results]}))
+    else:
+        console.print(
+            f"added {counts['added']}, skipped as duplicate {counts['duplicate']}, "
+            f"rejected {counts['rejected']} in {elapsed:.1f} s"
+        )
+        for name, reason in rejected:
+            console.print(f"  [yellow]rejected[/yellow] {name}: {reason}")
+    if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    directory: Annotated[Path, typer.Argument(help="Directory to watch (recursive).")],
+    collection: CollectionOpt,
+    owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest images already in DIR, then new and changed ones as they appear (Ctrl-C stops)."""
+    from lookalike.collections import get_or_create_collection
+    from lookalike.ingest.watcher import FolderWatcher
+
+    settings = _settings(data_dir)
+    try:
+        with _open(settings) as rt:
+            coll = get_or_create_collection(rt, tenant, collection)
+
+            def report(path: Path, result) -> None:  # type: ignore[no-untyped-def]
+                detail = f": {result.reason}" if result.reason else ""
+                console.print(f"{result.status:9} {path}{detail}")
+
+            watcher = FolderWatcher(rt, coll, directory, owner=owner, on_result=report)
+            watcher.start()
+            console.print(f"watching {directory} for collection {coll.name!r}; Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                watcher.stop()
+    except LookalikeError as exc:
+        _fail(exc)
+
+
+@app.command()
+def search(
+    collection: CollectionOpt,
+    image: Annotated[Path | None, typer.Argument(help="Query image file.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Query text.")] = None,
+    image_id: Annotated[str | None, typer.Option("--image-id", help="A stored image id.")] = None,
+    limit: Annotated[int, typer.Option(help="Number of hits.", min=1, max=1000)] = 10,
+    score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {\"hits\": [...]} as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Find look-alikes by IMAGE, --text or --image-id."""
+    from lookalike.search.service import search_similar
+
+    settings = _settings(data_dir)
+    if sum(x is not None for x in (image, text, image_id)) != 1:
+        console.print("[red]error:[/red] give exactly one of IMAGE, --text or --image-id")
+        raise typer.Exit(2)
+    try:
+        data = image.read_bytes() if image is not None else None
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot read {image}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    try:
+        with _open(settings) as rt:
+            hits = search_similar(
+                rt,
+                tenant,
+                collection,
+                image_bytes=data,
+                image_id=image_id,
+                text=text,
+                limit=limit,
+                score_threshold=score_threshold,
+                include_payload=json_out,
+            )
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        out.print_json(json.dumps({"hits": [h.as_dict() for h in hits]}))
+        return
+    table = Table("score", "name", "image id", "record id")
+    for h in hits:
+        table.add_row(f"{h.score:.4f}", h.name, h.image_id, h.record_id)
+    out.print(table)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    data_dir: DataDir = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+) -> None:
+    """Load the sample photos into a `demo` collection, then serve."""
+    from lookalike.collections import get_or_create_collection
+    from lookalike.ingest.pipeline import IngestFile, NewRecord
+    from lookalike.samples import sample_photos
+
+    settings = _settings(data_dir, host=host, port=port)
+    try:
+        photos = sample_photos()
+        with _open(settings) as rt:
+            coll = get_or_create_collection(rt, DEFAULT_TENANT, "demo")
+            items = [
+                (NewRecord(name=name, owner="demo", tags=("sample",)), IngestFile(data, f"{name}"))
+                for name, data in sorted(photos.items())
+            ]
+            results = rt.ingest.add_many(coll, items, wait=True)
+            c = Counter(r.status for r in results)
+            console.print(
+                f"demo collection: {c['added']} added, {c['duplicate']} already there, "
+                f"model {coll.model_id}"
+            )
+    except LookalikeError as exc:
+        _fail(exc)
+    if serve_after:
+        serve(host=host, port=port, data_dir=data_dir)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="User name.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the user belongs to.")] = DEFAULT_TENANT,
+    days: Annotated[int, typer.Option(help="Valid for this many days.", min=1)] = 30,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a bearer token for USER in TENANT."""
+    settings = _settings(data_dir)
+    out.print(create_token(settings, user=user, tenant=tenant, ttl_s=days * 86400), soft_wrap=True)
+
+
+@model_app.command("list")
+def model_list(data_dir: DataDir = None) -> None:
+    """Known models and whether each is in the cache."""
+    from lookalike.embedding import list_models
+
+    table = Table("name", "kind", "dim", "text", "cached", "model id")
+    for m in list_models(_settings(data_dir)):
+        table.add_row(m.name, m.kind, str(m.dim), "yes" if m.supports_text else "no",
+                      "yes" if m.cached else "no", m.model_id or "")
+    out.print(table)
+
+
+@model_app.command("pull")
+def model_pull(
+    name: Annotated[str, typer.Argument(help="Model name (see `lookalike model list`).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Fetch (or build) a model into the cache."""
+    from lookalike.embedding import pull_model
+
+    try:
+        path = pull_model(_settings(data_dir), name)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    console.print(f"{name}: ready in {path}")
+
+
+@model_app.command("export")
+def model_export(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the model directory.")],
+    arch: Annotated[str, typer.Option(help="open_clip architecture.")] = "ViT-B-32",
+    pretrained: Annotated[
+        str | None, typer.Option(help="open_clip pretrained tag or checkpoint path; none = random.")
+    ] = "laion2b_s34b_b79k",
+    name: Annotated[str | None, typer.Option(help="Model name in the manifest.")] = None,
+) -> None:
+    """Export an open_clip model as a model directory (needs `pip install lookalike[export]`)."""
+    from lookalike.embedding.export import export_open_clip
+
+    try:
+        path = export_open_clip(arch, None if pretrained in (None, "none") else pretrained, out_dir, name=name)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    console.print(f"exported to {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Collections and records: the changes that span catalog, vector engine and blob store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from lookalike.catalog import Collection, Image, Record
+from lookalike.catalog.repository import get_collection, get_record, list_collections
+from lookalike.embedding import load_embedder
+from lookalike.errors import Conflict, InvalidInput, LookalikeError
+from lookalike.ingest.payload import PAYLOAD_INDEXES
+from lookalike.runtime import Lookalike
+from lookalike.vectors.base import IndexSettings, VectorSpec
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class VectorOptions:
+    hnsw_m: int | None = None
+    hnsw_ef_construct: int | None = None
+    quantization: Literal["none", "int8"] | None = None
+
+
+def create_collection(
+    rt: Lookalike,
+    tenant: str,
+    name: str,
+    *,
+    description: str = "",
+    model: str | None = None,
+    options: VectorOptions | None = None,
+) -> Collection:
+    """A new collection embedded with `model` (default: the configured model, or the offline
+    fallback when it cannot be had)."""
+    if not _NAME.match(name):
+        raise InvalidInput(
+            "a collection name is 1-128 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    embedder = load_embedder(rt.settings, model) if model else rt.default_embedder()
+    opts = options or VectorOptions()
+    index = IndexSettings(
+        hnsw_m=opts.hnsw_m or rt.settings.hnsw_m,
+        hnsw_ef_construct=opts.hnsw_ef_construct or rt.settings.hnsw_ef_construct,
+        quantization=opts.quantization or rt.settings.quantization,
+        indexing_threshold=rt.settings.indexing_threshold,
+    )
+    collection = Collection(
+        tenant=tenant,
+        name=name,
+        description=description,
+        model=embedder.name,
+        model_id=embedder.model_id,
+        vector_name=embedder.vector_name,
+        dim=embedder.dim,
+        vector_settings={
+            "hnsw_m": index.hnsw_m,
+            "hnsw_ef_construct": index.hnsw_ef_construct,
+            "quantization": index.quantization,
+            "distance": "cosine",
+        },
+    )
+    try:
+        with rt.catalog.session() as session:
+            session.add(collection)
+    except IntegrityError:
+        raise Conflict(f"a collection named {name!r} exists already") from None
+    rt.vectors.create_collection(
+        collection.id,
+        [VectorSpec(name=embedder.vector_name, dim=embedder.dim)],
+        index,
+        PAYLOAD_INDEXES,
+    )
+    return collection
+
+
+def get_or_create_collection(rt: Lookalike, tenant: str, name: str) -> Collection:
+    with rt.catalog.session() as session:
+        found = session.scalars(
+            select(Collection).where(Collection.tenant == tenant, Collection.name == name)
+        ).first()
+    return found if found is not None else create_collection(rt, tenant, name)
+
+
+def find_collection(rt: Lookalike, tenant: str, id_or_name: str) -> Collection:
+    with rt.catalog.session() as session:
+        return get_collection(session, tenant, id_or_name)
+
+
+def all_collections(rt: Lookalike, tenant: str) -> Sequence[Collection]:
+    with rt.catalog.session() as session:
+        return list_collections(session, tenant)
+
+
+def collection_counts(rt: Lookalike, collection_id: str) -> dict[str, int]:
+    """Records, and images by status."""
+    with rt.catalog.session() as session:
+        records = session.scalar(
+            select(func.count()).select_from(Record).where(Record.collection_id == collection_id)
+        )
+        by_status = dict(
+            session.execute(
+                select(Image.status, func.count())
+                .where(Image.collection_id == collection_id)
+                .group_by(Image.status)
+            ).all()
+        )
+    return {
+        "records": int(records or 0),
+        "images": sum(int(v) for v in by_status.values()),
+        **{f"images_{k}": int(v) for k, v in by_status.items()},
+    }
+
+
+def delete_collection(rt: Lookalike, tenant: str, id_or_name: str) -> None:
+    """Remove the collection, its records, vectors and the blobs no other image uses."""
+    with rt.catalog.session() as session:
+        collection = get_collection(session, tenant, id_or_name)
+        keys = _blob_keys(session, Image.collection_id == collection.id)
+        session.delete(collection)
+        cid = collection.id
+    rt.vectors.drop_collection(cid)
+    _delete_unused_blobs(rt, keys)
+
+
+def create_record(
+    rt: Lookalike,
+    collection: Collection,
+    *,
+    name: str,
+    owner: str,
+    description: str = "",
+    tags: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> Record:
+    if not name.strip():
+        raise InvalidInput("a record needs a non-empty name")
+    record = Record(
+        collection_id=collection.id,
+        name=name,
+        description=description,
+        tags=sorted(set(tags)),
+        extra=extra or {},
+        owner=owner,
+    )
+    with rt.catalog.session() as session:
+        session.add(record)
+    return record
+
+
+def delete_record(rt: Lookalike, tenant: str, record_id: str) -> None:
+    with rt.catalog.session() as session:
+        record = get_record(session, tenant, record_id)
+        image_ids = [i.id for i in record.images]
+        keys = _blob_keys(session, Image.record_id == record.id)
+        collection_id = record.collection_id
+        session.delete(record)
+    rt.vectors.delete(collection_id, image_ids)
+    _delete_unused_blobs(rt, keys)
+
+
+def _blob_keys(session: Any, where: Any) -> set[str]:
+    rows = session.execute(select(Image.blob_key, Image.thumbnail_key).where(where)).all()
+    return {k for row in rows for k in row if k}
+
+
+def _delete_unused_blobs(rt: Lookalike, keys: set[str]) -> None:
+    """Blobs are shared by content across collections: drop only those nothing references."""
+    if not keys:
+        return
+    with rt.catalog.session() as session:
+        used = set(
+            session.scalars(select(Image.blob_key).where(Image.blob_key.in_(keys))).all()
+        ) | set(session.scalars(select(Image.thumbnail_key).where(Image.thumbnail_key.in_(keys))).all())
+    for key in keys - used:
+        rt.blobs.delete(key)
+
+
+def supports_text(rt: Lookalike, collection: Collection) -> bool:
+    """Whether the collection's model can embed text (False when the model is not installed)."""
+    try:
+        return rt.embedder_for(collection).supports_text
+    except LookalikeError:
+        return False
+
+
+def list_records(
+    rt: Lookalike, collection: Collection, *, limit: int = 50, offset: int = 0, query: str | None = None
+) -> tuple[list[Record], int]:
+    """A page of the collection's records, newest first, and the total count."""
+    where = [Record.collection_id == collection.id]
+    if query:
+        where.append(Record.name.ilike(f"%{query}%"))
+    with rt.catalog.session() as session:
+        total = session.scalar(select(func.count()).select_from(Record).where(*where)) or 0
+        rows = session.scalars(
+            select(Record)
+            .where(*where)
+            .order_by(Record.created_at.desc(), Record.id.desc())
+            .limit(limit)
+            .offset(offset)
+            .options(selectinload(Record.images))
+        ).all()
+    return list(rows), int(total)
+
+
+def find_record(rt: Lookalike, tenant: str, record_id: str) -> Record:
+    with rt.catalog.session() as session:
+        record = get_record(session, tenant, record_id)
+        _ = record.images  # loaded while the session is open
+        return record

@@ -1,0 +1,44 @@
+"""The `Embedder` interface: turns images and texts into L2-normalised float32 vectors."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+Vectors = NDArray[np.float32]
+
+
+class Embedder(ABC):
+    """A loaded model. Thread-safe: `preprocess` may run in many threads while one embeds.
+
+    `model_id` names the exact weights (name plus a short content hash) and is what a collection
+    records; `vector_name` is the named vector the model's embeddings are stored under.
+    """
+
+    name: str
+    model_id: str
+    vector_name: str
+    dim: int
+    supports_text: bool
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> NDArray[np.float32]:
+        """One RGB image to the model's input tensor (C, H, W), float32. CPU only, no session."""
+
+    @abstractmethod
+    def embed_preprocessed(self, batch: NDArray[np.float32]) -> Vectors:
+        """A stacked batch (N, C, H, W) from `preprocess` to (N, dim) unit vectors."""
+
+    def embed_images(self, images: Sequence[Image.Image]) -> Vectors:
+        """Images to (N, dim) unit vectors, in batches of the configured size."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_preprocessed(np.stack([self.preprocess(im) for im in images]))
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        """Texts to (N, dim) unit vectors. Raises `TextSearchUnavailable` for image-only models."""

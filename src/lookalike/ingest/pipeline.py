@@ -1,0 +1,583 @@
+"""The ingest pipeline: validate, store and embed images, overlapping CPU work with inference.
+
+Two stages run at once:
+
+1. *prepare*, in a small thread pool: size check, sha256, duplicate check, decode (validates the
+   bytes), pHash, thumbnail and the model's input tensor; then the catalog row (pending) and its
+   job, then the original and the thumbnail into the blob store.
+2. *embed*, one thread: takes prepared tensors from a bounded queue in batches, runs the model,
+   upserts vectors with their payload and marks the images embedded.
+
+Decoding, hashing and writes of the next images overlap with inference of the current batch.
+The catalog row and job are written before anything else, so a crash leaves a pending image whose
+job a restart (`resume`) picks up again from the stored original.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
+from lookalike.catalog.repository import find_image_by_sha256
+from lookalike.config import Settings
+from lookalike.embedding.base import Embedder
+from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
+from lookalike.imaging import decode_image, make_thumbnail, phash_hex, sha256_hex
+from lookalike.ingest.payload import image_payload
+from lookalike.storage.base import BlobStore
+from lookalike.vectors.base import Point, VectorIndex
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff"}
+)
+
+EmbedderFor = Callable[[Collection], Embedder]
+
+
+@dataclass(frozen=True)
+class IngestFile:
+    """Bytes to ingest and where they came from."""
+
+    data: bytes
+    filename: str | None = None
+    source: str = "upload"
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """Create a record for the image (unless the image turns out to be a duplicate)."""
+
+    name: str
+    owner: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RecordTarget = str | NewRecord  # an existing record id, or a record to create
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    filename: str | None
+    status: Literal["added", "duplicate", "rejected"]
+    image_id: str | None = None
+    record_id: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class _Prepared:
+    image_id: str
+    collection_id: str
+    vector_name: str
+    model_id: str
+    embedder: Embedder
+    tensor: NDArray[np.float32]
+    payload: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_STOP = object()
+
+
+class IngestPipeline:
+    """Owns the prepare pool and the embed thread. `start()` before use, `stop()` at the end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        blobs: BlobStore,
+        vectors: VectorIndex,
+        embedder_for: EmbedderFor,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.blobs = blobs
+        self.vectors = vectors
+        self.embedder_for = embedder_for
+        self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
+        self._pool = ThreadPoolExecutor(settings.ingest_workers, thread_name_prefix="ingest")
+        self._embed_thread: threading.Thread | None = None
+        self._in_flight = 0
+        self._lock = threading.Condition()
+        self._touched: set[str] = set()
+
+    # --- life cycle ---------------------------------------------------------
+
+    def start(self, *, resume: bool = True) -> None:
+        if self._embed_thread is not None:
+            return
+        self._embed_thread = threading.Thread(target=self._embed_loop, name="embed", daemon=True)
+        self._embed_thread.start()
+        if resume:
+            threading.Thread(target=self.resume, name="ingest-resume", daemon=True).start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the threads."""
+        if self._embed_thread is None:
+            return
+        self.wait_idle()
+        self._queue.put(_STOP)
+        self._embed_thread.join()
+        self._embed_thread = None
+        self._pool.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is being prepared or embedded. False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    # --- public entry points -----------------------------------------------
+
+    def add(
+        self,
+        collection: Collection,
+        target: RecordTarget,
+        files: Iterable[IngestFile],
+        *,
+        wait: bool = False,
+        on_result: Callable[[IngestResult], None] | None = None,
+        block: bool = True,
+    ) -> list[IngestResult]:
+        """Ingest `files` into one record (an id, or a `NewRecord` created on the first added image).
+
+        With `block=False` a full queue raises `Busy` instead of waiting. With `wait`, returns
+        once the added images are embedded (or failed).
+        """
+        return self.add_many(
+            collection, [(target, f) for f in files], wait=wait, on_result=on_result, block=block
+        )
+
+    def add_many(
+        self,
+        collection: Collection,
+        items: Iterable[tuple[RecordTarget, IngestFile]],
+        *,
+        wait: bool = False,
+        on_result: Callable[[IngestResult], None] | None = None,
+        block: bool = True,
+    ) -> list[IngestResult]:
+        """Ingest each file into its own target; results come back in input order."""
+        if self._embed_thread is None:
+            raise RuntimeError("IngestPipeline.start() was not called")
+        embedder = self.embedder_for(collection)
+        # A NewRecord shared by several files becomes one record.
+        shared_records: dict[int, str] = {}
+        record_lock = threading.Lock()
+        futures: list[Future[tuple[IngestResult, _Prepared | None]]] = []
+        window = max(2, self.settings.ingest_workers * 2)
+        results: list[IngestResult] = []
+        prepared: list[_Prepared] = []
+
+        def collect(fut: Future[tuple[IngestResult, _Prepared | None]]) -> None:
+            result, item = fut.result()
+            results.append(result)
+            if item is not None:
+                prepared.append(item)
+            if on_result is not None:
+                on_result(result)
+
+        for target, file in items:
+            if not block and self._queue.full():
+                raise Busy("the ingest queue is full; retry later", retry_after_s=5)
+            self._begin()
+            futures.append(
+                self._pool.submit(
+                    self._prepare_one, collection, embedder, target, file, shared_records,
+                    record_lock, block,
+                )
+            )
+            # Bounded look-ahead keeps memory flat for huge directories.
+            while len(futures) >= window:
+                collect(futures.pop(0))
+        for fut in futures:
+            collect(fut)
+        if wait:
+            for item in prepared:
+                item.done.wait()
+        return results
+
+    def add_paths(
+        self,
+        collection: Collection,
+        paths: Sequence[Path],
+        *,
+        owner: str,
+        record_name: str | None = None,
+        tags: Sequence[str] = (),
+        source: str = "batch",
+        wait: bool = True,
+        on_result: Callable[[IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        """Files and directories (recursive): one record per file named after its stem, or all
+        files in one record named `record_name`."""
+        files = list(iter_image_files(paths))
+        shared = NewRecord(name=record_name, owner=owner, tags=tuple(tags)) if record_name else None
+
+        def items() -> Iterable[tuple[RecordTarget, IngestFile]]:
+            for path in files:
+                target: RecordTarget = shared or NewRecord(
+                    name=path.stem, owner=owner, tags=tuple(tags), extra={"path": str(path)}
+                )
+                yield target, self._read_file(path, source)
+
+        return self.add_many(collection, items(), wait=wait, on_result=on_result)
+
+    def _read_file(self, path: Path, source: str) -> IngestFile:
+        size = path.stat().st_size
+        if size > self.settings.max_image_bytes:
+            # Do not read a huge file into memory only to reject it.
+            return IngestFile(b"", filename=str(path), source=f"oversize:{size}")
+        return IngestFile(path.read_bytes(), filename=str(path), source=source)
+
+    # --- stage 1: prepare --------------------------------------------------
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._lock.notify_all()
+
+    def _prepare_one(
+        self,
+        collection: Collection,
+        embedder: Embedder,
+        target: RecordTarget,
+        file: IngestFile,
+        shared_records: dict[int, str],
+        record_lock: threading.Lock,
+        block: bool,
+    ) -> tuple[IngestResult, _Prepared | None]:
+        handed_off = False
+        try:
+            result, item = self._prepare(
+                collection, embedder, target, file, shared_records, record_lock
+            )
+            if item is not None:
+                try:
+                    self._queue.put(item, block=block)
+                except queue.Full:
+                    self._fail_images([item.image_id], "the ingest queue was full")
+                    raise Busy("the ingest queue is full; retry later", retry_after_s=5) from None
+                handed_off = True
+            return result, item
+        except LookalikeError as exc:
+            return (
+                IngestResult(file.filename, "rejected", error_code=exc.code, reason=exc.message),
+                None,
+            )
+        except Exception as exc:  # a bug or an I/O error must not kill the whole batch
+            log.exception("ingest of %s failed", file.filename)
+            return IngestResult(file.filename, "rejected", error_code="internal", reason=str(exc)), None
+        finally:
+            if not handed_off:
+                self._end()
+
+    def _prepare(
+        self,
+        collection: Collection,
+        embedder: Embedder,
+        target: RecordTarget,
+        file: IngestFile,
+        shared_records: dict[int, str],
+        record_lock: threading.Lock,
+    ) -> tuple[IngestResult, _Prepared | None]:
+        settings = self.settings
+        if file.source.startswith("oversize:"):
+            size = int(file.source.split(":", 1)[1])
+            raise ImageTooLarge(
+                f"{size} bytes is over the limit of {settings.max_image_bytes} bytes "
+                "(LOOKALIKE_MAX_IMAGE_BYTES)"
+            )
+        sha = sha256_hex(file.data)
+        with self.catalog.session() as session:
+            existing = find_image_by_sha256(session, collection.id, sha)
+        if existing is not None and existing.status != "failed":
+            return IngestResult(file.filename, "duplicate", existing.id, existing.record_id), None
+        if existing is not None:
+            # An earlier attempt failed: this upload is the retry.
+            with self.catalog.session() as session:
+                session.execute(delete(Image).where(Image.id == existing.id))
+
+        decoded = decode_image(
+            file.data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+        phash = phash_hex(decoded.image)
+        thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
+        tensor = embedder.preprocess(decoded.image)
+
+        image_id = new_id()
+        with record_lock:
+            # The row and its job first: if we die after this, a restart finds a pending job.
+            try:
+                with self.catalog.session() as session:
+                    record_id = self._resolve_record(session, collection, target, shared_records)
+                    image = Image(
+                        id=image_id,
+                        record_id=record_id,
+                        collection_id=collection.id,
+                        sha256=sha,
+                        phash=phash,
+                        width=decoded.width,
+                        height=decoded.height,
+                        mime=decoded.mime,
+                        bytes=len(file.data),
+                        source=file.source,
+                        filename=Path(file.filename).name if file.filename else None,
+                        status="pending",
+                    )
+                    session.add(image)
+                    session.add(Job(kind="embed", collection_id=collection.id, image_id=image_id))
+                    session.flush()
+                    record = session.get(Record, record_id)
+                    assert record is not None
+                    payload = image_payload(collection, record, image)
+            except IntegrityError:
+                # The same bytes were added concurrently: that one wins.
+                with self.catalog.session() as session:
+                    winner = find_image_by_sha256(session, collection.id, sha)
+                if winner is None:
+                    raise
+                if isinstance(target, NewRecord):
+                    shared_records.pop(id(target), None)
+                return IngestResult(file.filename, "duplicate", winner.id, winner.record_id), None
+            if isinstance(target, NewRecord):
+                shared_records[id(target)] = record_id
+
+        blob_key = self.blobs.put(file.data, content_type=decoded.mime)
+        thumb_key = self.blobs.put(thumbnail, content_type="image/webp")
+        with self.catalog.session() as session:
+            session.execute(
+                update(Image)
+                .where(Image.id == image_id)
+                .values(blob_key=blob_key, thumbnail_key=thumb_key)
+            )
+        item = _Prepared(
+            image_id=image_id,
+            collection_id=collection.id,
+            vector_name=collection.vector_name,
+            model_id=embedder.model_id,
+            embedder=embedder,
+            tensor=tensor,
+            payload=payload,
+        )
+        return IngestResult(file.filename, "added", image_id, record_id), item
+
+    @staticmethod
+    def _resolve_record(
+        session: Any, collection: Collection, target: RecordTarget, shared: dict[int, str]
+    ) -> str:
+        if isinstance(target, str):
+            record = session.get(Record, target)
+            if record is None or record.collection_id != collection.id:
+                raise NotFound(f"no record {target!r} in collection {collection.name!r}")
+            return target
+        if id(target) in shared:
+            return shared[id(target)]
+        record = Record(
+            collection_id=collection.id,
+            name=target.name,
+            description=target.description,
+            tags=list(target.tags),
+            extra=dict(target.extra),
+            owner=target.owner,
+        )
+        session.add(record)
+        session.flush()
+        return str(record.id)
+
+    # --- stage 2: embed ----------------------------------------------------
+
+    def _embed_loop(self) -> None:
+        batch_size = self.settings.embed_batch_size
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Prepared] = [first]  # type: ignore[list-item]
+            stop_after = False
+            # Take what is already waiting, and give the preparers a moment to fill the batch.
+            deadline = time.monotonic() + 0.02
+            while len(batch) < batch_size:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)  # type: ignore[arg-type]
+            try:
+                self._embed_batch(batch)
+            finally:
+                for item in batch:
+                    item.done.set()
+                    self._end()
+            if stop_after:
+                return
+
+    def _embed_batch(self, batch: list[_Prepared]) -> None:
+        groups: dict[tuple[str, str], list[_Prepared]] = {}
+        for item in batch:
+            groups.setdefault((item.collection_id, item.vector_name), []).append(item)
+        for (collection_id, vector_name), items in groups.items():
+            ids = [i.image_id for i in items]
+            try:
+                vectors = items[0].embedder.embed_preprocessed(np.stack([i.tensor for i in items]))
+                self.vectors.upsert(
+                    collection_id,
+                    [
+                        Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
+                        for i, vec in zip(items, vectors, strict=True)
+                    ],
+                )
+            except Exception as exc:
+                log.exception("embedding %d images failed", len(items))
+                self._fail_images(ids, f"embedding failed: {exc}")
+                continue
+            now = utcnow()
+            with self.catalog.session() as session:
+                session.execute(
+                    update(Image)
+                    .where(Image.id.in_(ids))
+                    .values(status="embedded", error=None, model_id=items[0].model_id, embedded_at=now)
+                )
+                session.execute(
+                    update(Job)
+                    .where(Job.image_id.in_(ids), Job.kind == "embed")
+                    .values(status="done", updated_at=now)
+                )
+            self._touched.add(collection_id)
+            if self._queue.empty():
+                self._after_burst()
+
+    def _after_burst(self) -> None:
+        """The queue ran dry: a good moment for index maintenance."""
+        touched, self._touched = self._touched, set()
+        for collection_id in touched:
+            try:
+                self.vectors.maybe_build_index(collection_id)
+            except Exception:
+                log.exception("index maintenance of %s failed", collection_id)
+
+    def _fail_images(self, ids: Sequence[str], error: str) -> None:
+        now = utcnow()
+        with self.catalog.session() as session:
+            session.execute(
+                update(Image).where(Image.id.in_(ids)).values(status="failed", error=error)
+            )
+            session.execute(
+                update(Job)
+                .where(Job.image_id.in_(ids), Job.kind == "embed")
+                .values(status="failed", error=error, updated_at=now)
+            )
+
+    # --- restart ------------------------------------------------------------
+
+    def resume(self) -> int:
+        """Re-queue embed jobs left queued or running by an earlier process. Returns their count."""
+        with self.catalog.session() as session:
+            rows = session.execute(
+                select(Job.image_id, Job.collection_id).where(
+                    Job.kind == "embed", Job.status.in_(("queued", "running"))
+                )
+            ).all()
+        count = 0
+        for image_id, collection_id in rows:
+            if image_id is None or collection_id is None:
+                continue
+            self._begin()
+            try:
+                item = self._reprepare(image_id, collection_id)
+            except Exception as exc:
+                log.warning("cannot resume image %s: %s", image_id, exc)
+                self._fail_images([image_id], f"could not resume: {exc}")
+                self._end()
+                continue
+            if item is None:
+                self._end()
+                continue
+            self._queue.put(item)
+            count += 1
+        if count:
+            log.info("resumed %d pending images", count)
+        return count
+
+    def _reprepare(self, image_id: str, collection_id: str) -> _Prepared | None:
+        with self.catalog.session() as session:
+            image = session.get(Image, image_id)
+            collection = session.get(Collection, collection_id)
+            if image is None or collection is None:
+                return None
+            record = session.get(Record, image.record_id)
+            assert record is not None
+            if image.blob_key is None or not self.blobs.exists(image.blob_key):
+                raise NotFound("the original was never stored; upload the image again")
+            data = self.blobs.get(image.blob_key)
+            decoded = decode_image(
+                data,
+                max_bytes=max(self.settings.max_image_bytes, len(data)),
+                max_pixels=self.settings.max_image_pixels,
+            )
+            if image.thumbnail_key is None:
+                thumb = make_thumbnail(decoded.image, size=self.settings.thumbnail_size)
+                image.thumbnail_key = self.blobs.put(thumb, content_type="image/webp")
+            embedder = self.embedder_for(collection)
+            payload = image_payload(collection, record, image)
+        return _Prepared(
+            image_id=image_id,
+            collection_id=collection_id,
+            vector_name=collection.vector_name,
+            model_id=embedder.model_id,
+            embedder=embedder,
+            tensor=embedder.preprocess(decoded.image),
+            payload=payload,
+        )
+
+
+def iter_image_files(paths: Iterable[Path]) -> Iterable[Path]:
+    """Image files among `paths`, directories walked recursively in name order.
+
+    The suffix only picks candidates; the content is what gets validated.
+    """
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield child
+        elif path.is_file():
+            yield path
+        else:
+            raise NotFound(f"no such file or directory: {path}")

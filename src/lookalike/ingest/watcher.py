@@ -1,0 +1,139 @@
+"""Folder watch: images that appear or change in a directory are ingested as they settle.
+
+Each file is one record, named after the file's stem and remembering its path. A changed file
+gets its new image added to that record and the old one removed, so search reflects the file as
+it is now.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from lookalike.catalog import Collection, Image, Record
+from lookalike.ingest.pipeline import IMAGE_SUFFIXES, IngestFile, IngestResult, NewRecord
+from lookalike.runtime import Lookalike
+
+log = logging.getLogger(__name__)
+
+
+class FolderWatcher:
+    """Watches `root` recursively; call `start()`, later `stop()`.
+
+    A file is ingested once its size and mtime have stayed the same for `settle_s`, so a copy
+    still being written is not read half-way.
+    """
+
+    def __init__(
+        self,
+        rt: Lookalike,
+        collection: Collection,
+        root: Path,
+        *,
+        owner: str,
+        settle_s: float = 0.5,
+        on_result: Callable[[Path, IngestResult], None] | None = None,
+    ) -> None:
+        self.rt = rt
+        self.collection = collection
+        self.root = root.resolve()
+        self.owner = owner
+        self.settle_s = settle_s
+        self.on_result = on_result
+        self._pending: dict[Path, tuple[float, int, float]] = {}  # path -> (first seen, size, mtime)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._observer = Observer()
+        self._thread = threading.Thread(target=self._settle_loop, name="watch-settle", daemon=True)
+
+    def start(self) -> None:
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"not a directory: {self.root}")
+        handler = _Handler(self._seen)
+        self._observer.schedule(handler, str(self.root), recursive=True)
+        self._observer.start()
+        self._thread.start()
+        # Files already there count as new on start; ingest is idempotent, so re-runs are cheap.
+        for path in sorted(self.root.rglob("*")):
+            self._seen(path)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._observer.stop()
+        self._observer.join()
+        self._thread.join()
+
+    def _seen(self, path: Path) -> None:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            return
+        with self._lock:
+            self._pending[path] = (time.monotonic(), -1, -1.0)
+
+    def _settle_loop(self) -> None:
+        while not self._stop.wait(min(0.2, self.settle_s)):
+            ready: list[Path] = []
+            now = time.monotonic()
+            with self._lock:
+                for path, (since, size, mtime) in list(self._pending.items()):
+                    try:
+                        st = path.stat()
+                    except FileNotFoundError:
+                        del self._pending[path]
+                        continue
+                    if (st.st_size, st.st_mtime) != (size, mtime):
+                        self._pending[path] = (now, st.st_size, st.st_mtime)
+                    elif now - since >= self.settle_s and st.st_size > 0:
+                        ready.append(path)
+                        del self._pending[path]
+            for path in ready:
+                try:
+                    self.ingest_file(path)
+                except Exception:
+                    log.exception("watch: ingest of %s failed", path)
+
+    def ingest_file(self, path: Path) -> IngestResult:
+        """Ingest one file now, replacing the image of its record if the file changed."""
+        key = str(path.resolve())
+        with self.rt.catalog.session() as session:
+            record = session.scalars(
+                select(Record).where(
+                    Record.collection_id == self.collection.id,
+                    Record.extra["path"].as_string() == key,
+                )
+            ).first()
+            old_ids = [i.id for i in record.images] if record else []
+            record_id = record.id if record else None
+        data = path.read_bytes()
+        target = record_id or NewRecord(name=path.stem, owner=self.owner, extra={"path": key})
+        (result,) = self.rt.ingest.add(
+            self.collection, target, [IngestFile(data, filename=key, source="watch")], wait=True
+        )
+        if result.status == "added" and old_ids:
+            self._remove_images(old_ids)
+        if self.on_result is not None:
+            self.on_result(path, result)
+        return result
+
+    def _remove_images(self, image_ids: list[str]) -> None:
+        with self.rt.catalog.session() as session:
+            for image in session.scalars(select(Image).where(Image.id.in_(image_ids))).all():
+                session.delete(image)
+        self.rt.vectors.delete(self.collection.id, image_ids)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, seen: Callable[[Path], None]) -> None:
+        self._seen = seen
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type not in ("created", "modified", "moved", "closed"):
+            return
+        dest = getattr(event, "dest_path", "") or event.src_path
+        self._seen(Path(str(dest)))

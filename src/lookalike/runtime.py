@@ -1,0 +1,82 @@
+"""`Lookalike`: the one object that wires settings, catalog, blobs, models, vectors and ingest.
+
+The API server, the CLI and the tests all open one of these on a data directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from lookalike.catalog import Catalog, Collection
+from lookalike.config import Settings
+from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
+from lookalike.errors import ModelUnavailable
+from lookalike.ingest.pipeline import IngestPipeline
+from lookalike.storage.local import LocalBlobStore
+from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
+
+log = logging.getLogger(__name__)
+
+
+class Lookalike:
+    """An open data directory. Only one process may hold it (the vector engine locks it)."""
+
+    def __init__(self, settings: Settings | None = None, *, start: bool = True) -> None:
+        self.settings = settings or Settings()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The vector engine takes the data-dir lock: open it first so a second process fails
+        # before touching anything else.
+        self.vectors = QdrantEdgeIndex(self.settings.vectors_dir)
+        try:
+            self.catalog = Catalog(self.settings.catalog_url)
+            self.catalog.migrate()
+            self.blobs = LocalBlobStore(self.settings.blobs_dir)
+            self._default_embedder: Embedder | None = None
+            self._embedder_lock = threading.Lock()
+            self.ingest = IngestPipeline(
+                self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
+            )
+        except BaseException:
+            self.vectors.close()
+            raise
+        if start:
+            self.ingest.start()
+
+    # --- models -------------------------------------------------------------
+
+    def default_embedder(self) -> Embedder:
+        """The model new collections get: the configured one, or the offline fallback."""
+        with self._embedder_lock:
+            if self._default_embedder is None:
+                self._default_embedder = resolve_default_embedder(self.settings)
+            return self._default_embedder
+
+    def embedder_for(self, collection: Collection) -> Embedder:
+        """The model a collection was built with; never a different one under the same name."""
+        embedder = load_embedder(self.settings, collection.model)
+        if embedder.model_id != collection.model_id:
+            raise ModelUnavailable(
+                f"collection {collection.name!r} was embedded with {collection.model_id} but "
+                f"{embedder.model_id} is installed; restore that model or re-embed the collection"
+            )
+        return embedder
+
+    # --- life cycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        self.ingest.stop()
+        self.vectors.close()
+        self.catalog.close()
+
+    def __enter__(self) -> Lookalike:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,150 @@
+"""Search: look-alikes of an uploaded image, of a stored image, or of a text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lookalike.catalog.repository import get_collection, get_image, records_by_id
+from lookalike.errors import InvalidInput, StorageError
+from lookalike.imaging import decode_image
+from lookalike.runtime import Lookalike
+from lookalike.search.filters import SearchFilters
+from lookalike.vectors.base import Filter, HasId
+
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    image_id: str
+    record_id: str
+    name: str
+    description: str
+    score: float
+    payload: dict[str, Any] | None
+    preview_url: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "record_id": self.record_id,
+            "name": self.name,
+            "description": self.description,
+            "score": self.score,
+            "payload": self.payload,
+            "preview_url": self.preview_url,
+        }
+
+
+def thumbnail_url(image_id: str) -> str:
+    return f"/api/images/{image_id}/thumbnail"
+
+
+def search_similar(
+    rt: Lookalike,
+    tenant: str,
+    collection_ref: str,
+    *,
+    image_bytes: bytes | None = None,
+    image_id: str | None = None,
+    text: str | None = None,
+    limit: int = 10,
+    offset: int = 0,
+    score_threshold: float | None = None,
+    filters: SearchFilters | None = None,
+    include_payload: bool = False,
+) -> list[SearchHit]:
+    """Ranked look-alikes, best first. Exactly one of `image_bytes`, `image_id`, `text`.
+
+    Searching by a stored image leaves that image itself out of the hits.
+    """
+    given = [x is not None for x in (image_bytes, image_id, text)]
+    if sum(given) != 1:
+        raise InvalidInput("give exactly one of: an image file, image_id or text_query")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise InvalidInput("offset must be >= 0")
+    if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
+        raise InvalidInput("score_threshold must be between -1 and 1 (cosine similarity)")
+
+    with rt.catalog.session() as session:
+        collection = get_collection(session, tenant, collection_ref)
+        if image_id is not None:
+            image = get_image(session, tenant, image_id)
+            if image.collection_id != collection.id:
+                raise InvalidInput(
+                    f"image {image_id!r} is not in collection {collection.name!r}"
+                )
+    vector_filter = filters.to_vector_filter() if filters else None
+
+    query: NDArray[np.float32]
+    if text is not None:
+        if not text.strip():
+            raise InvalidInput("text_query is empty")
+        query = rt.embedder_for(collection).embed_texts([text])[0]
+    elif image_bytes is not None:
+        decoded = decode_image(
+            image_bytes,
+            max_bytes=rt.settings.max_image_bytes,
+            max_pixels=rt.settings.max_image_pixels,
+        )
+        query = rt.embedder_for(collection).embed_images([decoded.image])[0]
+    else:
+        assert image_id is not None
+        points = rt.vectors.retrieve(collection.id, [image_id], with_vectors=True)
+        if not points or collection.vector_name not in points[0].vectors:
+            raise InvalidInput(
+                f"image {image_id!r} has no vector yet (still pending or failed); "
+                "check its status with GET /api/images/{id}"
+            )
+        query = points[0].vectors[collection.vector_name]
+        base = vector_filter or Filter()
+        vector_filter = Filter(
+            must=base.must, should=base.should, must_not=(*base.must_not, HasId((image_id,)))
+        )
+
+    hits = rt.vectors.search(
+        collection.id,
+        collection.vector_name,
+        query,
+        limit=limit,
+        offset=offset,
+        query_filter=vector_filter,
+        score_threshold=score_threshold,
+        ef=rt.settings.hnsw_ef,
+        with_payload=True,
+    )
+    with rt.catalog.session() as session:
+        records = records_by_id(session, [str(h.payload["record_id"]) for h in hits if h.payload])
+    out: list[SearchHit] = []
+    for hit in hits:
+        payload = hit.payload or {}
+        record = records.get(str(payload.get("record_id")))
+        if record is None:
+            # A vector whose catalog row is gone: the reconciler removes it; never show it.
+            continue
+        out.append(
+            SearchHit(
+                image_id=hit.id,
+                record_id=record.id,
+                name=record.name,
+                description=record.description,
+                score=round(float(hit.score), 6),
+                payload=payload if include_payload else None,
+                preview_url=thumbnail_url(hit.id),
+            )
+        )
+    return out
+
+
+def stored_original(rt: Lookalike, tenant: str, image_id: str) -> tuple[bytes, str]:
+    with rt.catalog.session() as session:
+        image = get_image(session, tenant, image_id)
+    if image.blob_key is None:
+        raise StorageError(f"image {image_id!r} has no stored original")
+    return rt.blobs.get(image.blob_key), image.mime

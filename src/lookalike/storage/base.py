@@ -1,0 +1,28 @@
+"""The `BlobStore` interface: originals and thumbnails, addressed by the sha256 of their bytes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class BlobStore(ABC):
+    """Content-addressed byte storage. Writing the same bytes twice stores them once."""
+
+    @abstractmethod
+    def put(self, data: bytes, *, content_type: str) -> str:
+        """Store `data` atomically and return its key (derived from its sha256)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes under `key`; raises `lookalike.errors.NotFound` when absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; removing an absent key is not an error."""
+
+    @abstractmethod
+    def iter_keys(self) -> list[str]:
+        """Every stored key (for the reconciler and tests)."""

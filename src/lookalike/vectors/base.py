@@ -1,0 +1,226 @@
+"""The `VectorIndex` interface and the engine-neutral types it speaks.
+
+Every engine (Qdrant Edge in-process, Qdrant server, Milvus, pgvector) implements `VectorIndex`
+and passes `tests/vectors/test_contract.py`. Engines never import the catalog: they see ids,
+vectors and payload dicts only.
+
+Point ids are ULID strings (the image ids); an engine that needs another form (Qdrant: UUID)
+converts losslessly in both directions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+Distance = Literal["cosine", "dot", "euclid"]
+PayloadType = Literal["keyword", "integer", "float", "datetime", "bool"]
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One named vector of a collection. `multivector` stores a list of vectors per point (MaxSim)."""
+
+    name: str
+    dim: int
+    distance: Distance = "cosine"
+    multivector: bool = False
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    quantization: Literal["none", "int8"] = "none"
+    # Below this many points a search scans exactly; at or above it an HNSW index is built.
+    indexing_threshold: int = 20_000
+
+
+@dataclass
+class Point:
+    id: str
+    vectors: dict[str, NDArray[np.float32]]
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] | None = None
+
+
+# --- filters ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchValue:
+    """`key` equals `value` (for a list field: contains it)."""
+
+    key: str
+    value: str | int | bool
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    """`key` equals any of `values` (for a list field: shares one with it)."""
+
+    key: str
+    values: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numeric range on `key`; bounds left as None are open."""
+
+    key: str
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class DatetimeRange:
+    key: str
+    gt: datetime | None = None
+    gte: datetime | None = None
+    lt: datetime | None = None
+    lte: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HasId:
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IsEmpty:
+    """`key` is missing, null or an empty list."""
+
+    key: str
+
+
+Condition = "MatchValue | MatchAny | Range | DatetimeRange | HasId | IsEmpty | Filter"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Boolean combination: all of `must`, at least one of `should` (if any), none of `must_not`."""
+
+    must: tuple[Any, ...] = ()
+    should: tuple[Any, ...] = ()
+    must_not: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    points: int
+    indexed_vectors: int
+    # True while an HNSW build runs; searches stay answered (exact scan) meanwhile.
+    building: bool
+
+
+class VectorIndex(ABC):
+    """A store of collections of points with named vectors and payloads."""
+
+    @abstractmethod
+    def create_collection(
+        self,
+        collection: str,
+        vectors: Sequence[VectorSpec],
+        settings: IndexSettings,
+        payload_indexes: Mapping[str, PayloadType],
+    ) -> None:
+        """Create `collection`; creating one that exists with the same vectors is a no-op."""
+
+    @abstractmethod
+    def drop_collection(self, collection: str) -> None:
+        """Remove the collection and all its points; an absent one is not an error."""
+
+    @abstractmethod
+    def has_collection(self, collection: str) -> bool: ...
+
+    @abstractmethod
+    def vector_specs(self, collection: str) -> list[VectorSpec]: ...
+
+    @abstractmethod
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        """Insert or replace points. A vector of the wrong dimension raises `DimensionMismatch`
+        and writes nothing."""
+
+    @abstractmethod
+    def set_payload(self, collection: str, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+        """Merge `payload` keys into existing points."""
+
+    @abstractmethod
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def retrieve(
+        self, collection: str, ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[Point]:
+        """The points that exist among `ids`, in the order given; missing ids are skipped."""
+
+    @abstractmethod
+    def search(
+        self,
+        collection: str,
+        vector_name: str,
+        query: NDArray[np.float32],
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        query_filter: Filter | None = None,
+        score_threshold: float | None = None,
+        ef: int | None = None,
+        with_payload: bool = True,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Nearest points by `vector_name`, best first. For a multivector, `query` may be (n, dim)
+        and the score is MaxSim."""
+
+    @abstractmethod
+    def count(self, collection: str, query_filter: Filter | None = None) -> int: ...
+
+    @abstractmethod
+    def scroll(
+        self,
+        collection: str,
+        *,
+        query_filter: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Point], str | None]:
+        """A page of points in id order and the id to continue from (None at the end)."""
+
+    def iter_points(
+        self, collection: str, *, query_filter: Filter | None = None, with_vectors: bool = False
+    ) -> Iterator[Point]:
+        """Every point matching the filter, page by page."""
+        offset: str | None = None
+        while True:
+            page, offset = self.scroll(
+                collection, query_filter=query_filter, offset=offset, with_vectors=with_vectors
+            )
+            yield from page
+            if offset is None:
+                return
+
+    @abstractmethod
+    def build_index(self, collection: str, *, wait: bool = False) -> None:
+        """Start (or with `wait`, run to the end) the HNSW build; searches keep being answered."""
+
+    @abstractmethod
+    def status(self, collection: str) -> IndexStatus: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release every open collection (and its directory lock)."""
