@@ -1,0 +1,116 @@
+"""The catalog behaves the same on every database backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from lookalike.catalog import Catalog, Collection, Image, Job, Record
+from lookalike.catalog.repository import find_image_by_sha256, get_collection, get_image
+from lookalike.errors import CollectionNotFound, ImageNotFound
+
+
+def _collection(tenant: str = "t1", name: str = "shoes") -> Collection:
+    return Collection(
+        tenant=tenant, name=name, model="m", model_id="m@abc", vector_name="m", dim=4
+    )
+
+
+def _seed(catalog: Catalog) -> tuple[str, str, str]:
+    with catalog.session() as s:
+        c = _collection()
+        s.add(c)
+        s.flush()
+        r = Record(collection_id=c.id, name="Red sneaker", owner="alice", tags=["red", "shoe"],
+                   extra={"path": "/in/a.jpg", "sku": 42})
+        s.add(r)
+        s.flush()
+        i = Image(record_id=r.id, collection_id=c.id, sha256="a" * 64, phash="0f" * 8)
+        s.add(i)
+        s.flush()
+        s.add(Job(kind="embed", collection_id=c.id, image_id=i.id))
+        return c.id, r.id, i.id
+
+
+def test_migrations_reach_head_and_are_idempotent(catalog: Catalog) -> None:
+    assert catalog.revision() == catalog.head_revision()
+    catalog.migrate()
+    assert catalog.revision() == catalog.head_revision()
+
+
+def test_roundtrip_keeps_json_and_aware_datetimes(catalog: Catalog) -> None:
+    _, record_id, image_id = _seed(catalog)
+    with catalog.session() as s:
+        record = s.get(Record, record_id)
+        assert record is not None
+        assert record.tags == ["red", "shoe"]
+        assert record.extra == {"path": "/in/a.jpg", "sku": 42}
+        assert record.created_at.tzinfo is not None
+        assert abs(record.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+        image = s.get(Image, image_id)
+        assert image is not None and image.status == "pending"
+
+
+def test_json_path_lookup(catalog: Catalog) -> None:
+    _, record_id, _ = _seed(catalog)
+    with catalog.session() as s:
+        found = s.scalars(select(Record).where(Record.extra["path"].as_string() == "/in/a.jpg")).all()
+    assert [r.id for r in found] == [record_id]
+
+
+def test_same_bytes_once_per_collection(catalog: Catalog) -> None:
+    collection_id, record_id, _ = _seed(catalog)
+    with pytest.raises(IntegrityError), catalog.session() as s:
+        s.add(Image(record_id=record_id, collection_id=collection_id, sha256="a" * 64))
+    with catalog.session() as s:
+        other = _collection(name="other")
+        s.add(other)
+        s.flush()
+        r = Record(collection_id=other.id, name="x", owner="bob")
+        s.add(r)
+        s.flush()
+        s.add(Image(record_id=r.id, collection_id=other.id, sha256="a" * 64))
+    with catalog.session() as s:
+        assert find_image_by_sha256(s, collection_id, "a" * 64) is not None
+
+
+def test_collection_names_unique_per_tenant(catalog: Catalog) -> None:
+    with catalog.session() as s:
+        s.add(_collection("t1", "same"))
+        s.add(_collection("t2", "same"))
+    with pytest.raises(IntegrityError), catalog.session() as s:
+        s.add(_collection("t1", "same"))
+
+
+def test_tenant_scoped_lookups(catalog: Catalog) -> None:
+    collection_id, _, image_id = _seed(catalog)
+    with catalog.session() as s:
+        assert get_collection(s, "t1", "shoes").id == collection_id
+        assert get_collection(s, "t1", collection_id).id == collection_id
+        assert get_image(s, "t1", image_id).id == image_id
+        with pytest.raises(CollectionNotFound):
+            get_collection(s, "t2", collection_id)
+        with pytest.raises(ImageNotFound):
+            get_image(s, "t2", image_id)
+
+
+def test_deleting_a_collection_cascades(catalog: Catalog) -> None:
+    collection_id, _, _ = _seed(catalog)
+    with catalog.session() as s:
+        c = s.get(Collection, collection_id)
+        assert c is not None
+        s.delete(c)
+    with catalog.session() as s:
+        assert s.scalars(select(Record)).all() == []
+        assert s.scalars(select(Image)).all() == []
+        assert s.scalars(select(Job)).all() == []
+
+
+def test_naive_datetimes_are_refused(catalog: Catalog) -> None:
+    with pytest.raises(Exception, match="naive datetime"), catalog.session() as s:
+        c = _collection()
+        c.created_at = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
+        s.add(c)
