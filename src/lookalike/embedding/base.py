@@ -24,6 +24,8 @@ class Embedder(ABC):
     vector_name: str
     dim: int
     supports_text: bool
+    # Side of the square model input: callers may decode images down to about this size.
+    input_size: int
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> NDArray[np.float32]:

@@ -332,7 +332,10 @@ class IngestPipeline:
                 session.execute(delete(Image).where(Image.id == existing.id))
 
         decoded = decode_image(
-            file.data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            file.data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            reduce_for=self._working_size(embedder),
         )
         phash = phash_hex(decoded.image)
         thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
@@ -394,6 +397,10 @@ class IngestPipeline:
             payload=payload,
         )
         return IngestResult(file.filename, "added", image_id, record_id), item
+
+    def _working_size(self, embedder: Embedder) -> int:
+        """The shorter side that thumbnail, pHash and model input all still get full detail from."""
+        return max(self.settings.thumbnail_size, 2 * embedder.input_size)
 
     @staticmethod
     def _resolve_record(

@@ -134,7 +134,7 @@ def search_similar(
                 record_id=record.id,
                 name=record.name,
                 description=record.description,
-                score=round(float(hit.score), 6),
+                score=float(hit.score),
                 payload=payload if include_payload else None,
                 preview_url=thumbnail_url(hit.id),
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
+from typing import BinaryIO
 
 
 class BlobStore(ABC):
@@ -17,7 +19,8 @@ class BlobStore(ABC):
         """The bytes under `key`; raises `lookalike.errors.NotFound` when absent."""
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool:
+        """Whether `key` is stored; False for a malformed key."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -26,3 +29,11 @@ class BlobStore(ABC):
     @abstractmethod
     def iter_keys(self) -> list[str]:
         """Every stored key (for the reconciler and tests)."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A binary file object over the bytes under `key`, for streaming responses.
+
+        Raises `lookalike.errors.NotFound` when absent. The caller closes it. Backends that
+        can stream without reading everything into memory override this.
+        """
+        return io.BytesIO(self.get(key))

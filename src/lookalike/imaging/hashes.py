@@ -1,0 +1,48 @@
+"""Content hashes: sha256 for exact identity, a 64-bit perceptual hash (pHash) for look-alikes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import imagehash
+from PIL import Image
+
+__all__ = ["phash_hamming", "phash_hex", "phash_int", "sha256_hex"]
+
+_PHASH_RE = re.compile(r"[0-9a-f]{16}")
+_PHASH_PREREDUCE_TO = 256
+
+
+def sha256_hex(data: bytes) -> str:
+    """The sha256 of `data` as 64 lowercase hex characters (also the blob key)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def phash_hex(image: Image.Image) -> str:
+    """The 64-bit DCT perceptual hash of `image` as 16 lowercase hex characters.
+
+    Resizing, recompression and small edits move it by a few bits; different photos differ in
+    about half of them. It is computed on a 32x32 grayscale copy, so an image already reduced
+    by `decode_image(..., reduce_for=...)` hashes just as well.
+    """
+    gray = image.convert("L")
+    # A cheap box reduction first: LANCZOS straight from 12 Mpx to 32x32 took ~40 ms, and the
+    # hash of the reduced copy differed from it by 0-2 bits on the sample photos.
+    factor = min(gray.size) // _PHASH_PREREDUCE_TO
+    if factor >= 2:
+        gray = gray.reduce(factor)
+    return str(imagehash.phash(gray, hash_size=8))
+
+
+def phash_int(value: str) -> int:
+    """A pHash hex string as an unsigned 64-bit integer; `ValueError` when it is not one."""
+    normalized = value.strip().lower()
+    if not _PHASH_RE.fullmatch(normalized):
+        raise ValueError(f"a pHash is 16 hex characters, got {value!r}")
+    return int(normalized, 16)
+
+
+def phash_hamming(a: str, b: str) -> int:
+    """How many of the 64 bits differ between two pHash hex strings (0 = same picture)."""
+    return (phash_int(a) ^ phash_int(b)).bit_count()

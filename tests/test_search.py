@@ -1,0 +1,128 @@
+"""Search by image, by image id and by text, with filters; errors for what cannot be answered."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import ImageOps
+
+from conftest import jpeg, make_settings, open_image
+from lookalike.catalog import Collection
+from lookalike.collections import create_collection
+from lookalike.errors import (
+    CollectionNotFound,
+    ImageNotFound,
+    InvalidImage,
+    InvalidInput,
+    TextSearchUnavailable,
+)
+from lookalike.ingest.pipeline import IngestFile, NewRecord
+from lookalike.runtime import Lookalike
+from lookalike.search import SearchFilters, search_similar
+
+
+@pytest.fixture
+def loaded(rt: Lookalike, photos: dict[str, bytes]) -> tuple[Lookalike, Collection, dict[str, str]]:
+    coll = create_collection(rt, "default", "photos")
+    items = []
+    for i, (name, data) in enumerate(sorted(photos.items())):
+        tags = ("even",) if i % 2 == 0 else ("odd",)
+        owner = "alice" if name in ("chelsea", "coffee") else "bob"
+        items.append((NewRecord(name=name, owner=owner, tags=(*tags, "all"),
+                                description=f"the {name} photo"), IngestFile(data, name)))
+    results = rt.ingest.add_many(coll, items, wait=True)
+    ids = {r.filename or "": r.image_id or "" for r in results}
+    return rt, coll, ids
+
+
+def test_a_transformed_copy_finds_its_original(loaded: tuple[Lookalike, Collection, dict[str, str]],
+                                               photos: dict[str, bytes]) -> None:
+    rt, coll, ids = loaded
+    for name in ("chelsea", "coffee", "astronaut"):
+        query = open_image(photos[name])
+        query = ImageOps.mirror(query.resize((query.width // 2, query.height // 2)))
+        hits = search_similar(rt, "default", "photos", image_bytes=jpeg(query, 70), limit=3)
+        assert hits[0].image_id == ids[name]
+        assert hits[0].name == name
+        assert hits[0].description == f"the {name} photo"
+        assert hits[0].preview_url == f"/api/images/{ids[name]}/thumbnail"
+        assert hits[0].score > hits[1].score
+
+
+def test_search_by_image_id_leaves_the_image_out(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+    rt, coll, ids = loaded
+    hits = search_similar(rt, "default", coll.id, image_id=ids["chelsea"], limit=50)
+    assert ids["chelsea"] not in {h.image_id for h in hits}
+    assert len(hits) == len(ids) - 1
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    again = search_similar(rt, "default", coll.id, image_id=ids["chelsea"], limit=50)
+    assert [h.image_id for h in again] == [h.image_id for h in hits]  # stable
+
+
+def test_filters(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+    rt, coll, ids = loaded
+
+    def names(filters: SearchFilters, **kw: object) -> set[str]:
+        hits = search_similar(rt, "default", coll.id, image_id=ids["camera"], limit=50,
+                              filters=filters, include_payload=True, **kw)  # type: ignore[arg-type]
+        return {h.name for h in hits}
+
+    assert names(SearchFilters(owner="alice")) == {"chelsea", "coffee"}
+    even = names(SearchFilters(tags_any=["even"]))
+    odd = names(SearchFilters(tags_any=["odd"]))
+    assert even and odd and not even & odd
+    assert names(SearchFilters(tags_all=["even", "all"])) == even - {"camera"}
+    assert names(SearchFilters(tags_none=["even"])) == odd
+    now = datetime.now(UTC)
+    assert names(SearchFilters(created_after=now + timedelta(hours=1))) == set()
+    assert len(names(SearchFilters(created_after=now - timedelta(hours=1)))) == len(ids) - 1
+    assert names(SearchFilters(record_ids=[])) == set(ids) - {"camera"}
+
+
+def test_limit_and_threshold(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+    rt, coll, ids = loaded
+    assert len(search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=2)) == 2
+    every = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=50)
+    cut = (every[2].score + every[3].score) / 2
+    above = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=50,
+                           score_threshold=cut)
+    assert [h.image_id for h in above] == [h.image_id for h in every[:3]]
+    page = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=2, offset=2)
+    assert [h.image_id for h in page] == [h.image_id for h in every[2:4]]
+    with pytest.raises(InvalidInput):
+        search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=0)
+
+
+def test_errors(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+    rt, coll, _ = loaded
+    with pytest.raises(CollectionNotFound):
+        search_similar(rt, "default", "nope", text="cat")
+    with pytest.raises(ImageNotFound):
+        search_similar(rt, "default", coll.id, image_id="01JDZZZZZZZZZZZZZZZZZZZZZZ")
+    with pytest.raises(CollectionNotFound):
+        search_similar(rt, "other-tenant", coll.id, image_id="x")
+    with pytest.raises(TextSearchUnavailable, match="text"):
+        search_similar(rt, "default", coll.id, text="a cat")
+    with pytest.raises(InvalidImage):
+        search_similar(rt, "default", coll.id, image_bytes=b"not an image")
+    with pytest.raises(InvalidInput):
+        search_similar(rt, "default", coll.id, text="a", image_id="b")
+
+
+def test_text_search_with_a_clip_model(tmp_path, models_dir, tiny_clip: str,  # type: ignore[no-untyped-def]
+                                       photos: dict[str, bytes]) -> None:
+    settings = make_settings(tmp_path / "clip", models_dir, model=tiny_clip)
+    with Lookalike(settings) as rt:
+        coll = create_collection(rt, "default", "clip")
+        assert coll.model == tiny_clip
+        rt.ingest.add_many(
+            coll, [(NewRecord(name=n, owner="a"), IngestFile(d)) for n, d in photos.items()], wait=True
+        )
+        hits = search_similar(rt, "default", coll.id, text="a photo of a cat", limit=5)
+        assert len(hits) == 5
+        again = search_similar(rt, "default", coll.id, text="a photo of a cat", limit=5)
+        assert [h.image_id for h in again] == [h.image_id for h in hits]
+        other = search_similar(rt, "default", coll.id, text="rocket launch at night", limit=5)
+        assert [h.score for h in other] != [h.score for h in hits]
