@@ -46,7 +46,9 @@ def generate_images(n: int, size: tuple[int, int], seed: int = 7) -> list[bytes]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--batch", type=int, default=16)
@@ -56,7 +58,8 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
 
     images = generate_images(args.n, (width, height))
-    print(f"{args.n} JPEGs of {width}x{height}, {sum(map(len, images)) / len(images) / 1024:.0f} KiB avg")
+    kib = sum(map(len, images)) / len(images) / 1024
+    print(f"{args.n} JPEGs of {width}x{height}, {kib:.0f} KiB on average")
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
@@ -88,7 +91,9 @@ def main() -> None:
 
             tensors = np.stack(
                 [
-                    embedder.preprocess(decode_image(d, max_bytes=1 << 30, max_pixels=1 << 30).image)
+                    embedder.preprocess(
+                        decode_image(d, max_bytes=1 << 30, max_pixels=1 << 30).image
+                    )
                     for d in images
                 ]
             )

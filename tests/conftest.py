@@ -6,18 +6,16 @@ a lasting cache, as `make test` does), never downloaded.
 
 from __future__ import annotations
 
-import io
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from lookalike.config import Settings
 from lookalike.runtime import Lookalike
 from lookalike.samples import sample_photos
+from support import make_settings
 
 # A developer's own LOOKALIKE_* variables must not change what the tests see.
 _CACHE = os.environ.get("LOOKALIKE_MODEL_CACHE_DIR")
@@ -45,20 +43,6 @@ def tiny_clip(models_dir: Path) -> str:
     return TINY_CLIP
 
 
-def make_settings(data_dir: Path, models_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": data_dir,
-        "model_cache_dir": models_dir,
-        "model": "efficientnet-lite0",
-        "model_download": False,
-        "auth": "off",
-        "embed_batch_size": 8,
-        "_env_file": None,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def settings(tmp_path: Path, models_dir: Path) -> Settings:
     return make_settings(tmp_path / "data", models_dir)
@@ -73,23 +57,3 @@ def rt(settings: Settings) -> Iterator[Lookalike]:
 @pytest.fixture(scope="session")
 def photos() -> dict[str, bytes]:
     return sample_photos()
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def open_image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll `predicate` until it holds or `timeout` passes (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()

@@ -40,16 +40,26 @@ def test_ingest_then_search(env: Path, tmp_path: Path, photos: dict[str, bytes])
     r = runner.invoke(app, ["ingest", str(folder / "chelsea.png"), "--collection", "pics"])
     assert "added 0, skipped as duplicate 1" in r.output
 
-    r = runner.invoke(app, ["search", str(folder / "coffee.png"), "--collection", "pics", "--json",
-                            "--limit", "3"])
+    r = runner.invoke(
+        app,
+        ["search", str(folder / "coffee.png"), "--collection", "pics", "--json", "--limit", "3"],
+    )
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["name"] == "coffee" and len(hits) == 3
-    assert set(hits[0]) == {"image_id", "record_id", "name", "description", "score", "payload",
-                            "preview_url"}
+    assert set(hits[0]) == {
+        "image_id",
+        "record_id",
+        "name",
+        "description",
+        "score",
+        "payload",
+        "preview_url",
+    }
 
-    r = runner.invoke(app, ["search", "--image-id", hits[0]["image_id"], "--collection", "pics",
-                            "--json"])
+    r = runner.invoke(
+        app, ["search", "--image-id", hits[0]["image_id"], "--collection", "pics", "--json"]
+    )
     assert hits[0]["image_id"] not in [h["image_id"] for h in json.loads(r.stdout)["hits"]]
 
     r = runner.invoke(app, ["search", "--text", "a cat", "--collection", "pics"])
@@ -65,8 +75,9 @@ def test_one_record_for_several_files(env: Path, tmp_path: Path, photos: dict[st
         p = tmp_path / f"{name}.png"
         p.write_bytes(photos[name])
         paths.append(str(p))
-    r = CliRunner().invoke(app, ["ingest", *paths, "--collection", "c", "--record", "Both",
-                                 "--json"])
+    r = CliRunner().invoke(
+        app, ["ingest", *paths, "--collection", "c", "--record", "Both", "--json"]
+    )
     assert r.exit_code == 0, r.output
     results = json.loads(r.stdout)["results"]
     assert len({x["record_id"] for x in results}) == 1

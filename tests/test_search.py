@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import ImageOps
 
-from conftest import jpeg, make_settings, open_image
 from lookalike.catalog import Collection
 from lookalike.collections import create_collection
 from lookalike.errors import (
@@ -20,6 +19,7 @@ from lookalike.errors import (
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.runtime import Lookalike
 from lookalike.search import SearchFilters, search_similar
+from support import jpeg, make_settings, open_image
 
 
 @pytest.fixture
@@ -29,16 +29,23 @@ def loaded(rt: Lookalike, photos: dict[str, bytes]) -> tuple[Lookalike, Collecti
     for i, (name, data) in enumerate(sorted(photos.items())):
         tags = ("even",) if i % 2 == 0 else ("odd",)
         owner = "alice" if name in ("chelsea", "coffee") else "bob"
-        items.append((NewRecord(name=name, owner=owner, tags=(*tags, "all"),
-                                description=f"the {name} photo"), IngestFile(data, name)))
+        items.append(
+            (
+                NewRecord(
+                    name=name, owner=owner, tags=(*tags, "all"), description=f"the {name} photo"
+                ),
+                IngestFile(data, name),
+            )
+        )
     results = rt.ingest.add_many(coll, items, wait=True)
     ids = {r.filename or "": r.image_id or "" for r in results}
     return rt, coll, ids
 
 
-def test_a_transformed_copy_finds_its_original(loaded: tuple[Lookalike, Collection, dict[str, str]],
-                                               photos: dict[str, bytes]) -> None:
-    rt, coll, ids = loaded
+def test_a_transformed_copy_finds_its_original(
+    loaded: tuple[Lookalike, Collection, dict[str, str]], photos: dict[str, bytes]
+) -> None:
+    rt, _, ids = loaded
     for name in ("chelsea", "coffee", "astronaut"):
         query = open_image(photos[name])
         query = ImageOps.mirror(query.resize((query.width // 2, query.height // 2)))
@@ -50,7 +57,9 @@ def test_a_transformed_copy_finds_its_original(loaded: tuple[Lookalike, Collecti
         assert hits[0].score > hits[1].score
 
 
-def test_search_by_image_id_leaves_the_image_out(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+def test_search_by_image_id_leaves_the_image_out(
+    loaded: tuple[Lookalike, Collection, dict[str, str]],
+) -> None:
     rt, coll, ids = loaded
     hits = search_similar(rt, "default", coll.id, image_id=ids["chelsea"], limit=50)
     assert ids["chelsea"] not in {h.image_id for h in hits}
@@ -65,8 +74,16 @@ def test_filters(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
     rt, coll, ids = loaded
 
     def names(filters: SearchFilters, **kw: object) -> set[str]:
-        hits = search_similar(rt, "default", coll.id, image_id=ids["camera"], limit=50,
-                              filters=filters, include_payload=True, **kw)  # type: ignore[arg-type]
+        hits = search_similar(
+            rt,
+            "default",
+            coll.id,
+            image_id=ids["camera"],
+            limit=50,
+            filters=filters,
+            include_payload=True,
+            **kw,
+        )  # type: ignore[arg-type]
         return {h.name for h in hits}
 
     assert names(SearchFilters(owner="alice")) == {"chelsea", "coffee"}
@@ -86,8 +103,9 @@ def test_limit_and_threshold(loaded: tuple[Lookalike, Collection, dict[str, str]
     assert len(search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=2)) == 2
     every = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=50)
     cut = (every[2].score + every[3].score) / 2
-    above = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=50,
-                           score_threshold=cut)
+    above = search_similar(
+        rt, "default", coll.id, image_id=ids["coffee"], limit=50, score_threshold=cut
+    )
     assert [h.image_id for h in above] == [h.image_id for h in every[:3]]
     page = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=2, offset=2)
     assert [h.image_id for h in page] == [h.image_id for h in every[2:4]]
@@ -111,14 +129,20 @@ def test_errors(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
         search_similar(rt, "default", coll.id, text="a", image_id="b")
 
 
-def test_text_search_with_a_clip_model(tmp_path, models_dir, tiny_clip: str,  # type: ignore[no-untyped-def]
-                                       photos: dict[str, bytes]) -> None:
+def test_text_search_with_a_clip_model(
+    tmp_path,
+    models_dir,
+    tiny_clip: str,  # type: ignore[no-untyped-def]
+    photos: dict[str, bytes],
+) -> None:
     settings = make_settings(tmp_path / "clip", models_dir, model=tiny_clip)
     with Lookalike(settings) as rt:
         coll = create_collection(rt, "default", "clip")
         assert coll.model == tiny_clip
         rt.ingest.add_many(
-            coll, [(NewRecord(name=n, owner="a"), IngestFile(d)) for n, d in photos.items()], wait=True
+            coll,
+            [(NewRecord(name=n, owner="a"), IngestFile(d)) for n, d in photos.items()],
+            wait=True,
         )
         hits = search_similar(rt, "default", coll.id, text="a photo of a cat", limit=5)
         assert len(hits) == 5

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from conftest import wait_until
 from lookalike.catalog import Image, Record
 from lookalike.collections import create_collection
 from lookalike.ingest.watcher import FolderWatcher
 from lookalike.runtime import Lookalike
+from support import wait_until
 
 
 def _records(rt: Lookalike) -> dict[str, list[str]]:

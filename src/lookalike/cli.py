@@ -34,7 +34,9 @@ out = Console()
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data directory (default: LOOKALIKE_DATA_DIR).", show_default=False),
+    typer.Option(
+        "--data-dir", help="Data directory (default: LOOKALIKE_DATA_DIR).", show_default=False
+    ),
 ]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name or id.")]
 
@@ -103,7 +105,9 @@ def ingest(
     record: Annotated[
         str | None, typer.Option("--record", help="Put all files into one record with this name.")
     ] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag for the new records.")] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag for the new records.")
+    ] = None,
     owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
     tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -196,7 +200,9 @@ def search(
     limit: Annotated[int, typer.Option(help="Number of hits.", min=1, max=1000)] = 10,
     score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
     tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
-    json_out: Annotated[bool, typer.Option("--json", help="Print {\"hits\": [...]} as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"hits": [...]} as JSON.')
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Find look-alikes by IMAGE, --text or --image-id."""
@@ -241,7 +247,9 @@ def demo(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     data_dir: DataDir = None,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve after loading.")
+    ] = True,
 ) -> None:
     """Load the sample photos into a `demo` collection, then serve."""
     from lookalike.collections import get_or_create_collection
@@ -288,8 +296,14 @@ def model_list(data_dir: DataDir = None) -> None:
 
     table = Table("name", "kind", "dim", "text", "cached", "model id")
     for m in list_models(_settings(data_dir)):
-        table.add_row(m.name, m.kind, str(m.dim), "yes" if m.supports_text else "no",
-                      "yes" if m.cached else "no", m.model_id or "")
+        table.add_row(
+            m.name,
+            m.kind,
+            str(m.dim),
+            "yes" if m.supports_text else "no",
+            "yes" if m.cached else "no",
+            m.model_id or "",
+        )
     out.print(table)
 
 
@@ -322,7 +336,9 @@ def model_export(
     from lookalike.embedding.export import export_open_clip
 
     try:
-        path = export_open_clip(arch, None if pretrained in (None, "none") else pretrained, out_dir, name=name)
+        path = export_open_clip(
+            arch, None if pretrained in (None, "none") else pretrained, out_dir, name=name
+        )
     except LookalikeError as exc:
         _fail(exc)
         return

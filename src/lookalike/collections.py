@@ -179,7 +179,9 @@ def _delete_unused_blobs(rt: Lookalike, keys: set[str]) -> None:
     with rt.catalog.session() as session:
         used = set(
             session.scalars(select(Image.blob_key).where(Image.blob_key.in_(keys))).all()
-        ) | set(session.scalars(select(Image.thumbnail_key).where(Image.thumbnail_key.in_(keys))).all())
+        ) | set(
+            session.scalars(select(Image.thumbnail_key).where(Image.thumbnail_key.in_(keys))).all()
+        )
     for key in keys - used:
         rt.blobs.delete(key)
 
@@ -193,7 +195,12 @@ def supports_text(rt: Lookalike, collection: Collection) -> bool:
 
 
 def list_records(
-    rt: Lookalike, collection: Collection, *, limit: int = 50, offset: int = 0, query: str | None = None
+    rt: Lookalike,
+    collection: Collection,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    query: str | None = None,
 ) -> tuple[list[Record], int]:
     """A page of the collection's records, newest first, and the total count."""
     where = [Record.collection_id == collection.id]

@@ -1,4 +1,4 @@
-"""One settings object for the whole service, read from `LOOKALIKE_*` environment variables or `.env`."""
+"""One settings object for the whole service, from `LOOKALIKE_*` environment variables or `.env`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class Settings(BaseSettings):
         env_prefix="LOOKALIKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Where catalog, blobs and vectors live.")
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Where catalog, blobs and vectors live."
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the catalog; default: SQLite file in data_dir."
     )
@@ -33,8 +35,14 @@ class Settings(BaseSettings):
         default="efficientnet-lite0", description="Used when `model` cannot be had (no network)."
     )
     model_download: bool = Field(default=True, description="Fetch missing models on first use.")
+    model_base_url: str = Field(
+        default="https://huggingface.co",
+        description="Model hub to download from (a mirror with the same URL layout works).",
+    )
     embed_batch_size: int = Field(default=16, ge=1, le=256)
-    embed_threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+    embed_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores."
+    )
 
     # Image limits
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
@@ -43,7 +51,9 @@ class Settings(BaseSettings):
 
     # Ingest
     queue_size: int = Field(default=256, ge=1, description="Bounded ingest queue (images).")
-    ingest_workers: int = Field(default=2, ge=1, le=32, description="Decode/hash threads.")
+    ingest_workers: int = Field(
+        default=4, ge=1, le=32, description="Prepare threads (decode, hash, thumbnail, writes)."
+    )
 
     # Vector engine
     vector_backend: Literal["qdrant-edge"] = "qdrant-edge"

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class SamplesUnavailable(LookalikeError):  # noqa: N818 (named like lookalike.errors)
+class SamplesUnavailable(LookalikeError):
     """The packages that carry the sample photos are not installed."""
 
     code = "samples_unavailable"

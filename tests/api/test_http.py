@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from badfiles import text_named_jpg
-from conftest import jpeg, make_settings, open_image
 from lookalike.api.app import create_app
 from lookalike.auth import create_token, secret_key
 from lookalike.runtime import Lookalike
+from support import jpeg, make_settings, open_image
 
 
 def _make_collection(client: TestClient, name: str = "shop") -> dict:  # type: ignore[type-arg]
@@ -22,8 +22,9 @@ def _make_collection(client: TestClient, name: str = "shop") -> dict:  # type: i
     return r.json()  # type: ignore[no-any-return]
 
 
-def _upload_record(client: TestClient, coll: str, photos: dict[str, bytes], names: list[str],
-                   **fields: str) -> dict:  # type: ignore[type-arg]
+def _upload_record(
+    client: TestClient, coll: str, photos: dict[str, bytes], names: list[str], **fields: str
+) -> dict:  # type: ignore[type-arg]
     files = [("images", (f"{n}.png", photos[n], "image/png")) for n in names]
     data = {"name": fields.get("name", names[0]), "description": "desc", "tags": "a, b", **fields}
     r = client.post(f"/api/collections/{coll}/records?wait=true", data=data, files=files)
@@ -64,23 +65,37 @@ def test_record_with_images_then_search(client: TestClient, photos: dict[str, by
     assert original.content == photos["chelsea"]
 
     query = jpeg(open_image(photos["chelsea"]).resize((200, 150)), 60)
-    r = client.post("/api/search/similar", data={"collection": "shop", "limit": "2"},
-                    files={"file": ("q.jpg", query, "image/jpeg")})
+    r = client.post(
+        "/api/search/similar",
+        data={"collection": "shop", "limit": "2"},
+        files={"file": ("q.jpg", query, "image/jpeg")},
+    )
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     assert hits[0]["image_id"] == image_id
-    assert set(hits[0]) == {"image_id", "record_id", "name", "description", "score", "payload",
-                            "preview_url"}
+    assert set(hits[0]) == {
+        "image_id",
+        "record_id",
+        "name",
+        "description",
+        "score",
+        "payload",
+        "preview_url",
+    }
     assert hits[0]["name"] == "Cat and cup"
 
-    r = client.post("/api/search/similar", json={"collection": "shop", "image_id": image_id,
-                                                 "include_payload": True, "limit": 10})
+    r = client.post(
+        "/api/search/similar",
+        json={"collection": "shop", "image_id": image_id, "include_payload": True, "limit": 10},
+    )
     hits = r.json()["hits"]
     assert image_id not in [h["image_id"] for h in hits] and len(hits) == 3
     assert hits[0]["payload"]["tags"] == ["a", "b"]
 
-    r = client.post("/api/search/similar", json={"collection": "shop", "image_id": image_id,
-                                                 "filter": {"tags_any": ["zzz"]}})
+    r = client.post(
+        "/api/search/similar",
+        json={"collection": "shop", "image_id": image_id, "filter": {"tags_any": ["zzz"]}},
+    )
     assert r.json()["hits"] == []
 
     records = client.get("/api/collections/shop/records?limit=2").json()
@@ -92,9 +107,13 @@ def test_adding_images_to_an_existing_record(client: TestClient, photos: dict[st
     r = client.post("/api/collections/shop/records", json={"name": "Empty", "tags": ["x"]})
     assert r.status_code == 201, r.text
     record_id = r.json()["record"]["id"]
-    r = client.post(f"/api/records/{record_id}/images?wait=true",
-                    files=[("images", ("c.png", photos["coins"], "image/png")),
-                           ("images", ("bad.jpg", text_named_jpg(), "image/jpeg"))])
+    r = client.post(
+        f"/api/records/{record_id}/images?wait=true",
+        files=[
+            ("images", ("c.png", photos["coins"], "image/png")),
+            ("images", ("bad.jpg", text_named_jpg(), "image/jpeg")),
+        ],
+    )
     assert r.status_code == 201
     assert [x["status"] for x in r.json()] == ["added", "rejected"]
     assert r.json()[1]["error"]["code"] == "invalid_image"
@@ -112,8 +131,11 @@ def test_adding_images_to_an_existing_record(client: TestClient, photos: dict[st
         ({"collection": "shop"}, 422, "invalid_input"),
         ({"collection": "shop", "text_query": "x", "limit": 0}, 422, "invalid_input"),
         ({"collection": "shop", "text_query": "x", "bogus": 1}, 422, "invalid_input"),
-        ({"collection": "shop", "image_id": "x", "filter": {"tags_any": "x", "z": 1}}, 422,
-         "invalid_input"),
+        (
+            {"collection": "shop", "image_id": "x", "filter": {"tags_any": "x", "z": 1}},
+            422,
+            "invalid_input",
+        ),
     ],
 )
 def test_search_errors(client: TestClient, body: dict, status: int, code: str) -> None:  # type: ignore[type-arg]
@@ -128,7 +150,9 @@ def test_wrong_content_type_and_bad_json(client: TestClient) -> None:
     _make_collection(client)
     r = client.post("/api/search/similar", content=b"x", headers={"content-type": "text/plain"})
     assert r.status_code == 415
-    r = client.post("/api/search/similar", content=b"{", headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/search/similar", content=b"{", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
 
 
@@ -154,13 +178,26 @@ def test_auth_is_on_by_default(tmp_path, models_dir) -> None:  # type: ignore[no
             res = client.get("/api/collections", headers={"Authorization": f"Bearer {tok}"})
             return res.status_code == 401
 
-        assert rejected(jwt.encode({"sub": "a", "tenant": "acme", "iss": "lookalike",
-                                    "exp": int(time.time()) + 60}, "a-different-secret-of-enough-length-123456", "HS256"))
-        assert rejected(jwt.encode({"sub": "a", "tenant": "acme", "iss": "lookalike",
-                                    "exp": int(time.time()) - 60}, secret_key(settings), "HS256"))
+        assert rejected(
+            jwt.encode(
+                {"sub": "a", "tenant": "acme", "iss": "lookalike", "exp": int(time.time()) + 60},
+                "a-different-secret-of-enough-length-123456",
+                "HS256",
+            )
+        )
+        assert rejected(
+            jwt.encode(
+                {"sub": "a", "tenant": "acme", "iss": "lookalike", "exp": int(time.time()) - 60},
+                secret_key(settings),
+                "HS256",
+            )
+        )
         header = jwt.utils.base64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-        claims = jwt.utils.base64url_encode(json.dumps(
-            {"sub": "a", "tenant": "acme", "iss": "lookalike", "exp": int(time.time()) + 60}).encode())
+        claims = jwt.utils.base64url_encode(
+            json.dumps(
+                {"sub": "a", "tenant": "acme", "iss": "lookalike", "exp": int(time.time()) + 60}
+            ).encode()
+        )
         assert rejected(f"{header.decode()}.{claims.decode()}.")
         assert rejected("garbage")
 
@@ -171,13 +208,18 @@ def test_tenants_do_not_see_each_other(tmp_path, models_dir, photos) -> None:  #
         a = {"Authorization": f"Bearer {create_token(settings, user='a', tenant='acme')}"}
         b = {"Authorization": f"Bearer {create_token(settings, user='b', tenant='globex')}"}
         coll = client.post("/api/collections", json={"name": "mine"}, headers=a).json()
-        r = client.post(f"/api/collections/{coll['id']}/records?wait=true", headers=a,
-                        data={"name": "cat"}, files=[("images", ("c.png", photos["chelsea"]))])
+        r = client.post(
+            f"/api/collections/{coll['id']}/records?wait=true",
+            headers=a,
+            data={"name": "cat"},
+            files=[("images", ("c.png", photos["chelsea"]))],
+        )
         image_id = r.json()["results"][0]["image_id"]
         assert client.get("/api/collections", headers=b).json() == []
         assert client.get(f"/api/collections/{coll['id']}", headers=b).status_code == 404
         assert client.get(f"/api/images/{image_id}", headers=b).status_code == 404
         assert client.get(f"/api/images/{image_id}/thumbnail", headers=b).status_code == 404
-        r = client.post("/api/search/similar", headers=b,
-                        json={"collection": coll["id"], "image_id": image_id})
+        r = client.post(
+            "/api/search/similar", headers=b, json={"collection": coll["id"], "image_id": image_id}
+        )
         assert r.status_code == 404

@@ -28,8 +28,10 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
         rt = runtime or Lookalike(settings)
         app.state.runtime = rt
         if rt.settings.auth == "off":
-            log.warning("authentication is OFF (LOOKALIKE_AUTH=off): anyone who can reach this "
-                        "port can read and change all data; use it only for a local demo")
+            log.warning(
+                "authentication is OFF (LOOKALIKE_AUTH=off): anyone who can reach this "
+                "port can read and change all data; use it only for a local demo"
+            )
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""Every error leaves the API as `{"error": {"code", "message"}}` with the right status, mapped here once."""
+"""Errors leave the API as `{"error": {"code", "message"}}` with their status, mapped once here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from lookalike.errors import Busy, LookalikeError
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )

@@ -139,7 +139,10 @@ class IngestResultOut(BaseModel):
     def of(cls, r: IngestResult) -> IngestResultOut:
         error = {"code": r.error_code or "", "message": r.reason or ""} if r.reason else None
         return cls(
-            filename=r.filename, status=r.status, image_id=r.image_id, record_id=r.record_id,
+            filename=r.filename,
+            status=r.status,
+            image_id=r.image_id,
+            record_id=r.record_id,
             error=error,
         )
 

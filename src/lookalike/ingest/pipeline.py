@@ -35,7 +35,7 @@ from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.config import Settings
 from lookalike.embedding.base import Embedder
 from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
-from lookalike.imaging import decode_image, make_thumbnail, phash_hex, sha256_hex
+from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
@@ -167,7 +167,7 @@ class IngestPipeline:
         on_result: Callable[[IngestResult], None] | None = None,
         block: bool = True,
     ) -> list[IngestResult]:
-        """Ingest `files` into one record (an id, or a `NewRecord` created on the first added image).
+        """Ingest `files` into one record (an id, or a `NewRecord` made on the first added image).
 
         With `block=False` a full queue raises `Busy` instead of waiting. With `wait`, returns
         once the added images are embedded (or failed).
@@ -211,8 +211,14 @@ class IngestPipeline:
             self._begin()
             futures.append(
                 self._pool.submit(
-                    self._prepare_one, collection, embedder, target, file, shared_records,
-                    record_lock, block,
+                    self._prepare_one,
+                    collection,
+                    embedder,
+                    target,
+                    file,
+                    shared_records,
+                    record_lock,
+                    block,
                 )
             )
             # Bounded look-ahead keeps memory flat for huge directories.
@@ -300,7 +306,9 @@ class IngestPipeline:
             )
         except Exception as exc:  # a bug or an I/O error must not kill the whole batch
             log.exception("ingest of %s failed", file.filename)
-            return IngestResult(file.filename, "rejected", error_code="internal", reason=str(exc)), None
+            return IngestResult(
+                file.filename, "rejected", error_code="internal", reason=str(exc)
+            ), None
         finally:
             if not handed_off:
                 self._end()
@@ -342,8 +350,11 @@ class IngestPipeline:
         tensor = embedder.preprocess(decoded.image)
 
         image_id = new_id()
+        blob_key = self.blobs.key_for(sha)
+        thumb_key = self.blobs.key_for(sha256_hex(thumbnail))
         with record_lock:
-            # The row and its job first: if we die after this, a restart finds a pending job.
+            # The row and its job first, in one transaction: if we die after this, a restart
+            # finds a pending job (and fails it clearly if the original never reached the store).
             try:
                 with self.catalog.session() as session:
                     record_id = self._resolve_record(session, collection, target, shared_records)
@@ -359,6 +370,8 @@ class IngestPipeline:
                         bytes=len(file.data),
                         source=file.source,
                         filename=Path(file.filename).name if file.filename else None,
+                        blob_key=blob_key,
+                        thumbnail_key=thumb_key,
                         status="pending",
                     )
                     session.add(image)
@@ -373,20 +386,12 @@ class IngestPipeline:
                     winner = find_image_by_sha256(session, collection.id, sha)
                 if winner is None:
                     raise
-                if isinstance(target, NewRecord):
-                    shared_records.pop(id(target), None)
                 return IngestResult(file.filename, "duplicate", winner.id, winner.record_id), None
             if isinstance(target, NewRecord):
                 shared_records[id(target)] = record_id
 
-        blob_key = self.blobs.put(file.data, content_type=decoded.mime)
-        thumb_key = self.blobs.put(thumbnail, content_type="image/webp")
-        with self.catalog.session() as session:
-            session.execute(
-                update(Image)
-                .where(Image.id == image_id)
-                .values(blob_key=blob_key, thumbnail_key=thumb_key)
-            )
+        self.blobs.put(file.data, content_type=decoded.mime)
+        self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME)
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
@@ -479,7 +484,9 @@ class IngestPipeline:
                 session.execute(
                     update(Image)
                     .where(Image.id.in_(ids))
-                    .values(status="embedded", error=None, model_id=items[0].model_id, embedded_at=now)
+                    .values(
+                        status="embedded", error=None, model_id=items[0].model_id, embedded_at=now
+                    )
                 )
                 session.execute(
                     update(Job)
@@ -560,7 +567,7 @@ class IngestPipeline:
             )
             if image.thumbnail_key is None:
                 thumb = make_thumbnail(decoded.image, size=self.settings.thumbnail_size)
-                image.thumbnail_key = self.blobs.put(thumb, content_type="image/webp")
+                image.thumbnail_key = self.blobs.put(thumb, content_type=THUMBNAIL_MIME)
             embedder = self.embedder_for(collection)
             payload = image_payload(collection, record, image)
         return _Prepared(

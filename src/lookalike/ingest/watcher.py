@@ -47,7 +47,9 @@ class FolderWatcher:
         self.owner = owner
         self.settle_s = settle_s
         self.on_result = on_result
-        self._pending: dict[Path, tuple[float, int, float]] = {}  # path -> (first seen, size, mtime)
+        self._pending: dict[
+            Path, tuple[float, int, float]
+        ] = {}  # path -> (first seen, size, mtime)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._observer = Observer()

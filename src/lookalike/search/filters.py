@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lookalike.vectors.base import DatetimeRange, Filter, MatchAny, MatchValue, Range
+from lookalike.vectors.base import Condition, DatetimeRange, Filter, MatchAny, MatchValue, Range
 
 
 class SearchFilters(BaseModel):
@@ -35,7 +35,7 @@ class SearchFilters(BaseModel):
         return self
 
     def to_vector_filter(self) -> Filter | None:
-        must: list[object] = []
+        must: list[Condition] = []
         if self.tags_any:
             must.append(MatchAny("tags", tuple(self.tags_any)))
         must.extend(MatchValue("tags", tag) for tag in self.tags_all)

@@ -77,9 +77,7 @@ def search_similar(
         if image_id is not None:
             image = get_image(session, tenant, image_id)
             if image.collection_id != collection.id:
-                raise InvalidInput(
-                    f"image {image_id!r} is not in collection {collection.name!r}"
-                )
+                raise InvalidInput(f"image {image_id!r} is not in collection {collection.name!r}")
     vector_filter = filters.to_vector_filter() if filters else None
 
     query: NDArray[np.float32]

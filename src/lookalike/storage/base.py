@@ -10,6 +10,14 @@ from typing import BinaryIO
 class BlobStore(ABC):
     """Content-addressed byte storage. Writing the same bytes twice stores them once."""
 
+    def key_for(self, sha256: str) -> str:
+        """The key `put` will return for bytes with this sha256 hex digest.
+
+        Content addressing makes the key known before the bytes are written, so the catalog
+        can record it in the same transaction that creates the row.
+        """
+        return sha256
+
     @abstractmethod
     def put(self, data: bytes, *, content_type: str) -> str:
         """Store `data` atomically and return its key (derived from its sha256)."""

@@ -29,7 +29,10 @@ _MULTIPART_OR_JSON = {
                         "description": {"type": "string"},
                         "tags": {"type": "string", "description": "comma-separated or JSON list"},
                         "owner": {"type": "string"},
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
                     },
                 }
             },
@@ -56,12 +59,16 @@ async def create_record(
     if is_multipart(request):
         form = await request.form(max_files=256, max_fields=64)
         files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
-        body = RecordCreate(
-            name=str(form.get("name") or ""),
-            description=str(form.get("description") or ""),
-            tags=split_tags([str(t) for t in form.getlist("tags")]),
-            owner=str(form["owner"]) if form.get("owner") else None,
-        ) if form.get("name") else None
+        body = (
+            RecordCreate(
+                name=str(form.get("name") or ""),
+                description=str(form.get("description") or ""),
+                tags=split_tags([str(t) for t in form.getlist("tags")]),
+                owner=str(form["owner"]) if form.get("owner") else None,
+            )
+            if form.get("name")
+            else None
+        )
         if body is None:
             raise InvalidInput("name: a record needs a name")
         uploads = await read_uploads(files)
@@ -157,7 +164,9 @@ async def add_images(
     if not files:
         raise InvalidInput("no files in the 'images' field")
     uploads = await read_uploads(files)
-    collection = await run_in_threadpool(svc.find_collection, rt, caller.tenant, record.collection_id)
+    collection = await run_in_threadpool(
+        svc.find_collection, rt, caller.tenant, record.collection_id
+    )
     results = await run_in_threadpool(
         lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
     )

@@ -63,7 +63,12 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             except json.JSONDecodeError:
                 raise InvalidInput("filter: not valid JSON") from None
         if "include_payload" in raw:
-            raw["include_payload"] = str(raw["include_payload"]).lower() in ("1", "true", "yes", "on")
+            raw["include_payload"] = str(raw["include_payload"]).lower() in (
+                "1",
+                "true",
+                "yes",
+                "on",
+            )
         body = validate(SearchRequest, raw)
         image_bytes = await upload.read()
     else:

@@ -1,0 +1,125 @@
+"""Image to model input, from a manifest's `preprocess` section. Pillow + numpy only.
+
+This runs once per ingested image, often on a 12-megapixel JPEG, so the expensive part is
+avoided rather than optimised: JPEGs are decoded at a reduced scale (`Image.draft`, the DCT does
+the downscale for free) and the remaining resize reduces by an integer box filter before the
+final resample (`reducing_gap`), which is what Pillow's own thumbnail path does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from lookalike.embedding.model_dir import PreprocessConfig
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+# Above 2x the box reduction's blur is invisible after the final resample and it is much cheaper.
+_REDUCING_GAP = 2.0
+
+
+class ImagePreprocessor:
+    """Callable: PIL image -> (3, size, size) float32, normalised with the manifest's mean/std."""
+
+    def __init__(self, config: PreprocessConfig) -> None:
+        self.config = config
+        self.size = config.size
+        self._resample = _RESAMPLE[config.interpolation]
+        std = np.asarray(config.std, dtype=np.float32)
+        mean = np.asarray(config.mean, dtype=np.float32)
+        # (x / 255 - mean) / std as one multiply-add on the uint8 pixels.
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._offset = (-mean / std).astype(np.float32)
+
+    def __call__(self, image: Image.Image) -> NDArray[np.float32]:
+        return self.to_array(self.resize(image))
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        """The model-sized RGB image, before normalisation (useful to look at)."""
+        size = self.size
+        mode = self.config.resize_mode
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ValueError("empty image")
+        if mode == "shortest":
+            scale = size / min(width, height)
+        elif mode == "pad":
+            scale = size / max(width, height)
+        else:
+            scale = max(size / width, size / height)
+        image = _draft(image, scale)
+        image = _to_rgb(image)
+        # Coordinates below are in the (possibly drafted) image's own pixels.
+        width, height = image.size
+        if mode == "squash":
+            return image.resize((size, size), self._resample, reducing_gap=_REDUCING_GAP)
+        if mode == "shortest":
+            # Resize then crop with torchvision's rounding (what open_clip was trained with):
+            # cropping first in fractional source coordinates shifts the grid by up to half a
+            # pixel, measurably (cosine 0.995 instead of 1.0 on a 427x640 photo).
+            if width <= height:
+                new_w, new_h = size, int(size * height / width)
+            else:
+                new_w, new_h = int(size * width / height), size
+            resized = image.resize((new_w, new_h), self._resample, reducing_gap=_REDUCING_GAP)
+            left = round((new_w - size) / 2.0)
+            top = round((new_h - size) / 2.0)
+            return resized.crop((left, top, left + size, top + size))
+        # pad: fit the longest side, centre on a square canvas of fill_color.
+        scale = size / max(width, height)
+        new_w = max(1, round(width * scale))
+        new_h = max(1, round(height * scale))
+        resized = image.resize((new_w, new_h), self._resample, reducing_gap=_REDUCING_GAP)
+        fill = self.config.fill_color
+        canvas = Image.new("RGB", (size, size), (fill, fill, fill))
+        canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
+        return canvas
+
+    def to_array(self, image: Image.Image) -> NDArray[np.float32]:
+        pixels = np.asarray(image, dtype=np.float32)  # (H, W, 3)
+        pixels = pixels * self._scale + self._offset
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _draft(image: Image.Image, scale: float) -> Image.Image:
+    """Ask the JPEG decoder for the smallest DCT scale (1/2, 1/4, 1/8) that still covers `scale`.
+
+    Only possible before the pixels are decoded, and it changes `image` in place: a caller that
+    needs full resolution afterwards must `load()` first. Already-decoded images are untouched.
+    """
+    if image.format != "JPEG" or scale >= 0.5 or getattr(image, "tile", None) in (None, []):
+        return image
+    width, height = image.size
+    # +1 pixel margin so rounding in the decoder never leaves us a pixel short.
+    target = (math.ceil(width * scale) + 1, math.ceil(height * scale) + 1)
+    image.draft("RGB", target)
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels have undefined colour; composite on white as viewers show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "I;16" or image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit/float greyscale: scale to 8 bits instead of clipping everything to white.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        span = high - low if high > low else 1.0
+        grey = ((array - low) * (255.0 / span)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
