@@ -6,16 +6,20 @@ import io
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
+from ulid import ULID
 
 from badfiles import png_bomb, text_named_jpg, truncated_jpeg
 from lookalike.catalog import Image, Job, Record
 from lookalike.collections import create_collection
 from lookalike.config import Settings
 from lookalike.ingest.pipeline import IngestFile, NewRecord
+from lookalike.ingest.reconcile import reconcile
 from lookalike.runtime import Lookalike
+from lookalike.vectors.base import Point
 from support import make_settings, wait_until
 
 
@@ -159,3 +163,22 @@ def test_a_restart_resumes_pending_work(settings: Settings, photos: dict[str, by
 
         assert wait_until(lambda: statuses() == {"embedded"})
         assert second.vectors.count(coll.id) == 2
+
+
+def test_reconcile_repairs_drift(rt: Lookalike, photos: dict[str, bytes]) -> None:
+    coll = create_collection(rt, "default", "drift")
+    results = rt.ingest.add_many(
+        coll,
+        [(NewRecord(name=n, owner="a"), IngestFile(photos[n])) for n in ("chelsea", "coffee")],
+        wait=True,
+    )
+    kept, lost = (r.image_id or "" for r in results)
+    orphan = Point(id=str(ULID()), vectors={coll.vector_name: np.ones(coll.dim, np.float32)})
+    rt.vectors.upsert(coll.id, [orphan])
+    rt.vectors.delete(coll.id, [lost])
+
+    report = reconcile(rt, coll)
+    assert (report.orphan_vectors, report.missing_vectors) == (1, 1)
+    assert wait_until(lambda: {p.id for p in rt.vectors.iter_points(coll.id)} == {kept, lost})
+    assert reconcile(rt, coll, fix=False).orphan_vectors == 0
+    assert wait_until(lambda: reconcile(rt, coll, fix=False).missing_vectors == 0)

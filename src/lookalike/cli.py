@@ -277,6 +277,31 @@ def demo(
         serve(host=host, port=port, data_dir=data_dir)
 
 
+@app.command()
+def reconcile(
+    collection: CollectionOpt,
+    check: Annotated[bool, typer.Option("--check", help="Only report, change nothing.")] = False,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    data_dir: DataDir = None,
+) -> None:
+    """Find and repair drift between catalog and vectors (orphan or missing vectors)."""
+    from lookalike.collections import find_collection
+    from lookalike.ingest.reconcile import reconcile as run_reconcile
+
+    try:
+        with _open(_settings(data_dir)) as rt:
+            report = run_reconcile(rt, find_collection(rt, tenant, collection), fix=not check)
+            rt.ingest.wait_idle()
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    verb = "found" if check else "repaired"
+    console.print(
+        f"{report.collection}: {report.images} images, {report.vectors} vectors; {verb} "
+        f"{report.orphan_vectors} orphan and {report.missing_vectors} missing vectors"
+    )
+
+
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Option(help="User name.")],

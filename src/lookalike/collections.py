@@ -167,6 +167,19 @@ def delete_record(rt: Lookalike, tenant: str, record_id: str) -> None:
     _delete_unused_blobs(rt, keys)
 
 
+def delete_images(rt: Lookalike, collection_id: str, image_ids: Sequence[str]) -> None:
+    """Remove images (catalog rows, vectors, blobs nothing else uses) from a collection."""
+    if not image_ids:
+        return
+    where = (Image.collection_id == collection_id) & Image.id.in_(image_ids)
+    with rt.catalog.session() as session:
+        keys = _blob_keys(session, where)
+        for image in session.scalars(select(Image).where(where)).all():
+            session.delete(image)
+    rt.vectors.delete(collection_id, image_ids)
+    _delete_unused_blobs(rt, keys)
+
+
 def _blob_keys(session: Any, where: Any) -> set[str]:
     rows = session.execute(select(Image.blob_key, Image.thumbnail_key).where(where)).all()
     return {k for row in rows for k in row if k}

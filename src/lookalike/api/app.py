@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from lookalike import __version__
 from lookalike.api.errors import install_error_handlers
 from lookalike.api.routes import collections, health, images, records, search
 from lookalike.config import Settings
+from lookalike.errors import LookalikeError
 from lookalike.runtime import Lookalike
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,12 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
                 "authentication is OFF (LOOKALIKE_AUTH=off): anyone who can reach this "
                 "port can read and change all data; use it only for a local demo"
             )
+        # Resolve the model now so a missing CLIP model is reported once at start-up (and the
+        # first request does not pay for loading it).
+        try:
+            await run_in_threadpool(rt.default_embedder)
+        except LookalikeError as exc:
+            log.error("no embedding model could be loaded: %s", exc.message)
         try:
             yield
         finally:

@@ -76,6 +76,7 @@ class ImageOut(BaseModel):
     nsfw_score: float | None
     created_at: datetime
     thumbnail_url: str
+    preview_url: str
     original_url: str
 
     @classmethod
@@ -98,6 +99,7 @@ class ImageOut(BaseModel):
             nsfw_score=i.nsfw_score,
             created_at=i.created_at,
             thumbnail_url=thumbnail_url(i.id),
+            preview_url=thumbnail_url(i.id),
             original_url=f"/api/images/{i.id}/original",
         )
 

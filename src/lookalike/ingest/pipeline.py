@@ -404,8 +404,13 @@ class IngestPipeline:
         return IngestResult(file.filename, "added", image_id, record_id), item
 
     def _working_size(self, embedder: Embedder) -> int:
-        """The shorter side that thumbnail, pHash and model input all still get full detail from."""
-        return max(self.settings.thumbnail_size, 2 * embedder.input_size)
+        """Decode JPEGs only as large as the model input needs (shorter side >= its size).
+
+        The decoder then scales by 1/2..1/8 itself, which is most of the decode cost saved; the
+        pHash and the thumbnail (at most `thumbnail_size` on the longer side) lose nothing
+        visible from that size.
+        """
+        return embedder.input_size
 
     @staticmethod
     def _resolve_record(

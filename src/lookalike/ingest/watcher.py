@@ -17,7 +17,8 @@ from sqlalchemy import select
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from lookalike.catalog import Collection, Image, Record
+from lookalike.catalog import Collection, Record
+from lookalike.collections import delete_images
 from lookalike.ingest.pipeline import IMAGE_SUFFIXES, IngestFile, IngestResult, NewRecord
 from lookalike.runtime import Lookalike
 
@@ -118,16 +119,10 @@ class FolderWatcher:
             self.collection, target, [IngestFile(data, filename=key, source="watch")], wait=True
         )
         if result.status == "added" and old_ids:
-            self._remove_images(old_ids)
+            delete_images(self.rt, self.collection.id, old_ids)
         if self.on_result is not None:
             self.on_result(path, result)
         return result
-
-    def _remove_images(self, image_ids: list[str]) -> None:
-        with self.rt.catalog.session() as session:
-            for image in session.scalars(select(Image).where(Image.id.in_(image_ids))).all():
-                session.delete(image)
-        self.rt.vectors.delete(self.collection.id, image_ids)
 
 
 class _Handler(FileSystemEventHandler):
