@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +25,8 @@ PayloadType = Literal["keyword", "integer", "float", "datetime", "bool"]
 
 @dataclass(frozen=True)
 class VectorSpec:
-    """One named vector of a collection. `multivector` stores a list of vectors per point (MaxSim)."""
+    """One named vector of a collection. `multivector` stores a list of vectors per point, scored
+    by MaxSim."""
 
     name: str
     dim: int
@@ -35,15 +36,22 @@ class VectorSpec:
 
 @dataclass(frozen=True)
 class IndexSettings:
+    """How a collection is indexed. `int8` keeps a quantized copy for search (rescored with the
+    originals)."""
+
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     quantization: Literal["none", "int8"] = "none"
-    # Below this many points a search scans exactly; at or above it an HNSW index is built.
+    # Points not yet in the HNSW index are scanned exactly; once this many have gathered,
+    # `maybe_build_index` starts a build.
     indexing_threshold: int = 20_000
 
 
 @dataclass
 class Point:
+    """A point: a ULID `id`, vectors by name ((dim,) or, for a multivector, (n, dim)) and a
+    JSON-like payload. Datetimes in a payload are stored as ISO 8601 strings (naive = UTC)."""
+
     id: str
     vectors: dict[str, NDArray[np.float32]]
     payload: dict[str, Any] = field(default_factory=dict)
@@ -107,16 +115,19 @@ class IsEmpty:
     key: str
 
 
-Condition = "MatchValue | MatchAny | Range | DatetimeRange | HasId | IsEmpty | Filter"
-
-
 @dataclass(frozen=True)
 class Filter:
-    """Boolean combination: all of `must`, at least one of `should` (if any), none of `must_not`."""
+    """Boolean combination: all of `must`, at least one of `should` (if any), none of `must_not`.
 
-    must: tuple[Any, ...] = ()
-    should: tuple[Any, ...] = ()
-    must_not: tuple[Any, ...] = ()
+    Filters nest: a `Filter` is itself a condition.
+    """
+
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+
+Condition: TypeAlias = MatchValue | MatchAny | Range | DatetimeRange | HasId | IsEmpty | Filter
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ class IndexStatus:
     indexed_vectors: int
     # True while an HNSW build runs; searches stay answered (exact scan) meanwhile.
     building: bool
+    # Why the last build failed, until one succeeds.
+    last_build_error: str | None = None
 
 
 class VectorIndex(ABC):
@@ -217,6 +230,14 @@ class VectorIndex(ABC):
     @abstractmethod
     def build_index(self, collection: str, *, wait: bool = False) -> None:
         """Start (or with `wait`, run to the end) the HNSW build; searches keep being answered."""
+
+    def maybe_build_index(self, collection: str) -> bool:
+        """Start an index build if the collection's policy calls for one now; True if it did.
+
+        Cheap enough to call after every ingest batch. Engines that index by themselves (a
+        server) keep this default, which does nothing.
+        """
+        return False
 
     @abstractmethod
     def status(self, collection: str) -> IndexStatus: ...

@@ -1,0 +1,1 @@
+"""Vector engines behind one interface, `VectorIndex` (see `base`); one module per engine."""
