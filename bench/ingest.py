@@ -21,6 +21,7 @@ from PIL import Image, ImageEnhance
 
 from lookalike.collections import create_collection
 from lookalike.config import Settings
+from lookalike.embedding import Embedder
 from lookalike.imaging import decode_image
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.runtime import Lookalike
@@ -45,6 +46,51 @@ def generate_images(n: int, size: tuple[int, int], seed: int = 7) -> list[bytes]
     return out
 
 
+def _one_round(
+    tmp: Path, images: list[bytes], args: argparse.Namespace, size: tuple[int, int]
+) -> tuple[float, float, Embedder]:
+    """Seconds for the whole pipeline and for the model alone on the same images."""
+    settings = Settings(
+        data_dir=tmp,
+        model=args.model,
+        model_download=False,
+        embed_batch_size=args.batch,
+        ingest_workers=args.workers,
+        auth="off",
+    )
+    with Lookalike(settings) as rt:
+        collection = create_collection(rt, "bench", "bench")
+        embedder = rt.embedder_for(collection)
+        # Warm up the session so neither run pays for the first-call allocations.
+        embedder.embed_images([Image.new("RGB", size)] * args.batch)
+
+        tensors = np.stack(
+            [
+                embedder.preprocess(decode_image(d, max_bytes=1 << 30, max_pixels=1 << 30).image)
+                for d in images
+            ]
+        )
+        started = time.perf_counter()
+        for i in range(0, len(tensors), args.batch):
+            embedder.embed_preprocessed(tensors[i : i + args.batch])
+        model_alone = time.perf_counter() - started
+
+        started = time.perf_counter()
+        results = rt.ingest.add_many(
+            collection,
+            [
+                (NewRecord(name=f"img{i}", owner="bench"), IngestFile(data, f"img{i}.jpg"))
+                for i, data in enumerate(images)
+            ],
+            wait=True,
+        )
+        end_to_end = time.perf_counter() - started
+        added = sum(r.status == "added" for r in results)
+        if added != len(images):
+            raise SystemExit(f"only {added} of {len(images)} added: {results[:3]}")
+    return end_to_end, model_alone, embedder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -53,7 +99,8 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default="efficientnet-lite0")
-    parser.add_argument("--workers", type=int, default=2, help="prepare threads")
+    parser.add_argument("--workers", type=int, default=4, help="prepare threads")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each is kept")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -61,50 +108,21 @@ def main() -> None:
     kib = sum(map(len, images)) / len(images) / 1024
     print(f"{args.n} JPEGs of {width}x{height}, {kib:.0f} KiB on average")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            model=args.model,
-            model_download=False,
-            embed_batch_size=args.batch,
-            ingest_workers=args.workers,
-            auth="off",
-        )
-        with Lookalike(settings) as rt:
-            collection = create_collection(rt, "bench", "bench")
-            embedder = rt.embedder_for(collection)
-            # Warm up the session so neither run pays for the first-call allocations.
-            embedder.embed_images([Image.new("RGB", (width, height))] * args.batch)
-
-            started = time.perf_counter()
-            results = rt.ingest.add_many(
-                collection,
-                [
-                    (NewRecord(name=f"img{i}", owner="bench"), IngestFile(data, f"img{i}.jpg"))
-                    for i, data in enumerate(images)
-                ],
-                wait=True,
-            )
-            end_to_end = time.perf_counter() - started
-            added = sum(r.status == "added" for r in results)
-            assert added == len(images), f"only {added} of {len(images)} added: {results[:3]}"
-
-            tensors = np.stack(
-                [
-                    embedder.preprocess(
-                        decode_image(d, max_bytes=1 << 30, max_pixels=1 << 30).image
-                    )
-                    for d in images
-                ]
-            )
-            started = time.perf_counter()
-            for i in range(0, len(tensors), args.batch):
-                embedder.embed_preprocessed(tensors[i : i + args.batch])
-            model_alone = time.perf_counter() - started
+    e2e_times: list[float] = []
+    model_times: list[float] = []
+    # Alternate the two measurements so a burst of load on a shared machine hits both alike;
+    # the best of each is reported.
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            end_to_end, model_alone, embedder = _one_round(Path(tmp), images, args, (width, height))
+        e2e_times.append(end_to_end)
+        model_times.append(model_alone)
+    end_to_end, model_alone = min(e2e_times), min(model_times)
 
     e2e_rate = args.n / end_to_end
     model_rate = args.n / model_alone
     print(f"model            {embedder.model_id} (dim {embedder.dim}), batch {args.batch}")
+    print(f"rounds           {args.repeat} (best of each)")
     print(f"end to end       {e2e_rate:8.1f} images/s  ({end_to_end:.2f} s)")
     print(f"model alone      {model_rate:8.1f} images/s  ({model_alone:.2f} s)")
     print(f"ratio            {e2e_rate / model_rate:8.3f}  (target >= 0.85)")

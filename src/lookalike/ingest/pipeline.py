@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
@@ -330,14 +330,17 @@ class IngestPipeline:
                 "(LOOKALIKE_MAX_IMAGE_BYTES)"
             )
         sha = sha256_hex(file.data)
-        with self.catalog.session() as session:
-            existing = find_image_by_sha256(session, collection.id, sha)
+        with self.catalog.engine.begin() as conn:
+            existing = conn.execute(
+                select(Image.id, Image.record_id, Image.status).where(
+                    Image.collection_id == collection.id, Image.sha256 == sha
+                )
+            ).first()
+            if existing is not None and existing.status == "failed":
+                # An earlier attempt failed: this upload is the retry.
+                conn.execute(delete(Image).where(Image.id == existing.id))
         if existing is not None and existing.status != "failed":
             return IngestResult(file.filename, "duplicate", existing.id, existing.record_id), None
-        if existing is not None:
-            # An earlier attempt failed: this upload is the retry.
-            with self.catalog.session() as session:
-                session.execute(delete(Image).where(Image.id == existing.id))
 
         decoded = decode_image(
             file.data,
@@ -352,34 +355,43 @@ class IngestPipeline:
         image_id = new_id()
         blob_key = self.blobs.key_for(sha)
         thumb_key = self.blobs.key_for(sha256_hex(thumbnail))
+        row = {
+            "id": image_id,
+            "collection_id": collection.id,
+            "sha256": sha,
+            "phash": phash,
+            "width": decoded.width,
+            "height": decoded.height,
+            "mime": decoded.mime,
+            "bytes": len(file.data),
+            "source": file.source,
+            "filename": Path(file.filename).name if file.filename else None,
+            "blob_key": blob_key,
+            "thumbnail_key": thumb_key,
+            "status": "pending",
+            "anomaly_scores": {},
+            "created_at": utcnow(),
+        }
         with record_lock:
             # The row and its job first, in one transaction: if we die after this, a restart
             # finds a pending job (and fails it clearly if the original never reached the store).
+            # Core statements rather than ORM units of work: this runs once per image.
             try:
-                with self.catalog.session() as session:
-                    record_id = self._resolve_record(session, collection, target, shared_records)
-                    image = Image(
-                        id=image_id,
-                        record_id=record_id,
-                        collection_id=collection.id,
-                        sha256=sha,
-                        phash=phash,
-                        width=decoded.width,
-                        height=decoded.height,
-                        mime=decoded.mime,
-                        bytes=len(file.data),
-                        source=file.source,
-                        filename=Path(file.filename).name if file.filename else None,
-                        blob_key=blob_key,
-                        thumbnail_key=thumb_key,
-                        status="pending",
+                with self.catalog.engine.begin() as conn:
+                    record = self._resolve_record(conn, collection, target, shared_records)
+                    row["record_id"] = record["id"]
+                    conn.execute(insert(Image).values(row))
+                    conn.execute(
+                        insert(Job).values(
+                            id=new_id(),
+                            kind="embed",
+                            collection_id=collection.id,
+                            image_id=image_id,
+                            status="queued",
+                            attempts=0,
+                            params={},
+                        )
                     )
-                    session.add(image)
-                    session.add(Job(kind="embed", collection_id=collection.id, image_id=image_id))
-                    session.flush()
-                    record = session.get(Record, record_id)
-                    assert record is not None
-                    payload = image_payload(collection, record, image)
             except IntegrityError:
                 # The same bytes were added concurrently: that one wins.
                 with self.catalog.session() as session:
@@ -388,7 +400,13 @@ class IngestPipeline:
                     raise
                 return IngestResult(file.filename, "duplicate", winner.id, winner.record_id), None
             if isinstance(target, NewRecord):
-                shared_records[id(target)] = record_id
+                shared_records[id(target)] = record["id"]
+        record_id = str(record["id"])
+        payload = image_payload(
+            collection,
+            Record(id=record_id, owner=record["owner"], tags=record["tags"]),
+            Image(**row),
+        )
 
         self.blobs.put(file.data, content_type=decoded.mime)
         self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME)
@@ -414,26 +432,33 @@ class IngestPipeline:
 
     @staticmethod
     def _resolve_record(
-        session: Any, collection: Collection, target: RecordTarget, shared: dict[int, str]
-    ) -> str:
-        if isinstance(target, str):
-            record = session.get(Record, target)
-            if record is None or record.collection_id != collection.id:
-                raise NotFound(f"no record {target!r} in collection {collection.name!r}")
-            return target
-        if id(target) in shared:
-            return shared[id(target)]
-        record = Record(
-            collection_id=collection.id,
-            name=target.name,
-            description=target.description,
-            tags=list(target.tags),
-            extra=dict(target.extra),
-            owner=target.owner,
-        )
-        session.add(record)
-        session.flush()
-        return str(record.id)
+        conn: Connection, collection: Collection, target: RecordTarget, shared: dict[int, str]
+    ) -> dict[str, Any]:
+        """The record's id, owner and tags; a `NewRecord` is inserted on its first image."""
+        if isinstance(target, str) or id(target) in shared:
+            record_id = target if isinstance(target, str) else shared[id(target)]
+            found = conn.execute(
+                select(Record.id, Record.owner, Record.tags).where(
+                    Record.id == record_id, Record.collection_id == collection.id
+                )
+            ).first()
+            if found is None:
+                raise NotFound(f"no record {record_id!r} in collection {collection.name!r}")
+            return {"id": found.id, "owner": found.owner, "tags": found.tags}
+        now = utcnow()
+        values = {
+            "id": new_id(),
+            "collection_id": collection.id,
+            "name": target.name,
+            "description": target.description,
+            "tags": list(target.tags),
+            "extra": dict(target.extra),
+            "owner": target.owner,
+            "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(insert(Record).values(values))
+        return values
 
     # --- stage 2: embed ----------------------------------------------------
 
