@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=16, ge=4, le=128)
     hnsw_ef_construct: int = Field(default=100, ge=8, le=1024)
     hnsw_ef: int = Field(default=64, ge=1, le=4096, description="Search-time ef.")
-    # int8 with rescoring: same recall@10 (1.0) at 100k and a ~7x faster HNSW build (bench/search.py).
+    # int8 with rescoring: same recall@10 at 100k, ~7x faster HNSW build (bench/search.py).
     quantization: Literal["none", "int8"] = "int8"
     indexing_threshold: int = Field(
         default=20_000, ge=0, description="Points before an HNSW index is built (exact scan below)."
