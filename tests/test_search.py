@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import ImageOps
+from pydantic import ValidationError
 
 from lookalike.catalog import Collection
 from lookalike.collections import create_collection
@@ -150,3 +151,68 @@ def test_text_search_with_a_clip_model(
         assert [h.image_id for h in again] == [h.image_id for h in hits]
         other = search_similar(rt, "default", coll.id, text="rocket launch at night", limit=5)
         assert [h.score for h in other] != [h.score for h in hits]
+
+
+def test_boolean_filter_dsl(loaded: tuple[Lookalike, Collection, dict[str, str]]) -> None:
+    rt, coll, ids = loaded
+
+    def names(raw: dict[str, object]) -> set[str]:
+        filters = SearchFilters.model_validate(raw)
+        hits = search_similar(
+            rt, "default", coll.id, image_id=ids["camera"], limit=50, filters=filters
+        )
+        return {h.name for h in hits}
+
+    everyone = set(ids) - {"camera"}
+    alice = {"chelsea", "coffee"}
+    assert names({"must": [{"key": "owner", "match": "alice"}]}) == alice
+    assert names({"must_not": [{"key": "owner", "match": "alice"}]}) == everyone - alice
+    assert names(
+        {
+            "should": [
+                {"key": "owner", "match": "alice"},
+                {"key": "tags", "any": ["odd"]},
+            ]
+        }
+    ) == alice | names({"tags_any": ["odd"]})
+    nested = {
+        "must": [
+            {"key": "tags", "match": "all"},
+            {"must_not": [{"key": "owner", "any": ["bob"]}]},
+        ]
+    }
+    assert names(nested) == alice
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert names({"must": [{"key": "created_at", "range": {"gte": soon}}]}) == set()
+    assert names({"must": [{"key": "created_at", "range": {"lt": soon}}]}) == everyone
+    assert names({"must": [{"key": "width", "range": {"gte": 10_000}}]}) == set()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"must": [{"key": "tags", "range": {"gt": 1}}]},
+        {"must": [{"key": "owner", "match": "a", "any": ["b"]}]},
+        {"must": [{"key": "owner"}]},
+        {"must": [{"key": "collection_id", "match": "x"}]},
+        {"must": [{"key": "created_at", "range": {"gt": "2026-01-01T00:00:00"}}]},
+        {"must": [{"key": "quality", "range": {}}]},
+        {"must": [{"must": [{"must": [{"must": [{"must": [{"key": "owner", "match": "a"}]}]}]}]}]},
+        {"must": [{"key": "owner", "match": str(i)} for i in range(65)]},
+        {"must": [{"key": "owner", "match": "a", "extra": 1}]},
+    ],
+    ids=[
+        "range-on-keyword",
+        "two-tests",
+        "no-test",
+        "unknown-field",
+        "naive-datetime",
+        "empty-range",
+        "too-deep",
+        "too-many",
+        "unknown-key",
+    ],
+)
+def test_malformed_filters_are_refused(raw: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        SearchFilters.model_validate(raw)

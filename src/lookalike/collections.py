@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from lookalike.catalog import Collection, Image, Record
 from lookalike.catalog.repository import get_collection, get_record, list_collections
 from lookalike.embedding import load_embedder
-from lookalike.errors import Conflict, InvalidInput, LookalikeError
+from lookalike.errors import Conflict, ImageNotFound, InvalidInput, LookalikeError
 from lookalike.ingest.payload import PAYLOAD_INDEXES
 from lookalike.runtime import Lookalike
 from lookalike.vectors.base import IndexSettings, VectorSpec
@@ -120,6 +120,32 @@ def collection_counts(rt: Lookalike, collection_id: str) -> dict[str, int]:
     }
 
 
+def update_collection(
+    rt: Lookalike,
+    tenant: str,
+    id_or_name: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> Collection:
+    """Rename a collection or change its description (its model and vectors stay)."""
+    if name is not None and not _NAME.match(name):
+        raise InvalidInput(
+            "a collection name is 1-128 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    try:
+        with rt.catalog.session() as session:
+            collection = get_collection(session, tenant, id_or_name)
+            if name is not None:
+                collection.name = name
+            if description is not None:
+                collection.description = description
+    except IntegrityError:
+        raise Conflict(f"a collection named {name!r} exists already") from None
+    return collection
+
+
 def delete_collection(rt: Lookalike, tenant: str, id_or_name: str) -> None:
     """Remove the collection, its records, vectors and the blobs no other image uses."""
     with rt.catalog.session() as session:
@@ -154,6 +180,50 @@ def create_record(
     with rt.catalog.session() as session:
         session.add(record)
     return record
+
+
+def update_record(
+    rt: Lookalike,
+    tenant: str,
+    record_id: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tags: Sequence[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    owner: str | None = None,
+) -> Record:
+    """Change a record's fields; tags and owner are mirrored into its images' vector payloads."""
+    if name is not None and not name.strip():
+        raise InvalidInput("a record needs a non-empty name")
+    with rt.catalog.session() as session:
+        record = get_record(session, tenant, record_id)
+        if name is not None:
+            record.name = name
+        if description is not None:
+            record.description = description
+        if tags is not None:
+            record.tags = sorted(set(tags))
+        if extra is not None:
+            record.extra = extra
+        if owner is not None:
+            record.owner = owner
+        image_ids = [i.id for i in record.images if i.status == "embedded"]
+        payload = {"tags": list(record.tags), "owner": record.owner}
+        collection_id = record.collection_id
+    if image_ids and (tags is not None or owner is not None):
+        rt.vectors.set_payload(collection_id, image_ids, payload)
+    return find_record(rt, tenant, record_id)
+
+
+def remove_image(rt: Lookalike, tenant: str, record_id: str, image_id: str) -> None:
+    """Take one image out of a record (and out of search)."""
+    with rt.catalog.session() as session:
+        record = get_record(session, tenant, record_id)
+        if image_id not in {i.id for i in record.images}:
+            raise ImageNotFound(f"record {record_id!r} has no image {image_id!r}")
+        collection_id = record.collection_id
+    delete_images(rt, collection_id, [image_id])
 
 
 def delete_record(rt: Lookalike, tenant: str, record_id: str) -> None:

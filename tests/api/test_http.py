@@ -223,3 +223,53 @@ def test_tenants_do_not_see_each_other(tmp_path, models_dir, photos) -> None:  #
             "/api/search/similar", headers=b, json={"collection": coll["id"], "image_id": image_id}
         )
         assert r.status_code == 404
+
+
+def test_editing_collections_and_records(client: TestClient, photos: dict[str, bytes]) -> None:
+    _make_collection(client)
+    r = client.patch("/api/collections/shop", json={"name": "store", "description": "new"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["description"]) == ("store", "new")
+    _make_collection(client, "shop")
+    assert client.patch("/api/collections/store", json={"name": "shop"}).status_code == 409
+    assert client.patch("/api/collections/store", json={"model": "x"}).status_code == 422
+
+    created = _upload_record(client, "store", photos, ["chelsea", "coffee"], name="Pair")
+    record_id = created["record"]["id"]
+    cat, cup = (x["image_id"] for x in created["results"])
+    _upload_record(client, "store", photos, ["rocket"])
+    r = client.patch(f"/api/records/{record_id}", json={"tags": ["sale"], "owner": "carol"})
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == ["sale"]
+
+    def search(filters: dict[str, object]) -> set[str]:
+        body = {"collection": "store", "text_query": None, "image_id": cup, "filter": filters}
+        res = client.post("/api/search/similar", json=body)
+        assert res.status_code == 200, res.text
+        return {h["image_id"] for h in res.json()["hits"]}
+
+    assert search({"tags_any": ["sale"]}) == {cat}
+    assert search({"owner": "carol"}) == {cat}
+
+    assert client.delete(f"/api/records/{record_id}/images/{cat}").status_code == 204
+    assert client.get(f"/api/images/{cat}").status_code == 404
+    assert search({"tags_any": ["sale"]}) == set()
+    assert [i["id"] for i in client.get(f"/api/records/{record_id}").json()["images"]] == [cup]
+    r = client.delete(f"/api/records/{record_id}/images/{cat}")
+    assert r.status_code == 404
+
+
+def test_filter_dsl_over_http(client: TestClient, photos: dict[str, bytes]) -> None:
+    _make_collection(client)
+    a = _upload_record(client, "shop", photos, ["chelsea"], tags="red")["results"][0]["image_id"]
+    _upload_record(client, "shop", photos, ["coffee"], tags="blue")
+    body = {
+        "collection": "shop",
+        "image_id": a,
+        "filter": {"must_not": [{"key": "tags", "match": "blue"}]},
+    }
+    assert client.post("/api/search/similar", json=body).json()["hits"] == []
+    body["filter"] = {"must": [{"key": "tags", "range": {"gt": 1}}]}
+    r = client.post("/api/search/similar", json=body)
+    assert r.status_code == 422
+    assert "tags" in r.json()["error"]["message"]

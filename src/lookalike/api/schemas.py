@@ -26,6 +26,11 @@ class CollectionCreate(Strict):
     quantization: Literal["none", "int8"] | None = None
 
 
+class CollectionUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    description: str | None = Field(default=None, max_length=10_000)
+
+
 class CollectionOut(BaseModel):
     id: str
     name: str
@@ -160,6 +165,14 @@ class RecordCreate(Strict):
     tags: list[str] = Field(default_factory=list, max_length=256)
     metadata: dict[str, Any] = Field(default_factory=dict)
     owner: str | None = Field(default=None, max_length=128)
+
+
+class RecordUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=512)
+    description: str | None = Field(default=None, max_length=100_000)
+    tags: list[str] | None = Field(default=None, max_length=256)
+    metadata: dict[str, Any] | None = None
+    owner: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class SearchRequest(Strict):

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import CollectionCreate, CollectionOut
+from lookalike.api.schemas import CollectionCreate, CollectionOut, CollectionUpdate
 from lookalike.catalog import Collection
 from lookalike.runtime import Lookalike
 
@@ -43,6 +43,16 @@ def list_collections(rt: Runtime, caller: Caller) -> list[CollectionOut]:
 @router.get("/{collection_id}")
 def get_collection(collection_id: str, rt: Runtime, caller: Caller) -> CollectionOut:
     return _out(rt, svc.find_collection(rt, caller.tenant, collection_id), counts=True)
+
+
+@router.patch("/{collection_id}")
+def update_collection(
+    collection_id: str, body: CollectionUpdate, rt: Runtime, caller: Caller
+) -> CollectionOut:
+    collection = svc.update_collection(
+        rt, caller.tenant, collection_id, name=body.name, description=body.description
+    )
+    return _out(rt, collection, counts=True)
 
 
 @router.delete("/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)

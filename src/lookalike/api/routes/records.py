@@ -11,7 +11,13 @@ from starlette.datastructures import UploadFile
 from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.forms import is_multipart, json_body, read_uploads, split_tags
-from lookalike.api.schemas import IngestResultOut, RecordCreate, RecordCreated, RecordOut
+from lookalike.api.schemas import (
+    IngestResultOut,
+    RecordCreate,
+    RecordCreated,
+    RecordOut,
+    RecordUpdate,
+)
 from lookalike.errors import InvalidInput
 
 router = APIRouter(tags=["records"])
@@ -119,6 +125,26 @@ def list_records(
 def get_record(record_id: str, rt: Runtime, caller: Caller) -> RecordOut:
     record = svc.find_record(rt, caller.tenant, record_id)
     return RecordOut.of(record, record.images)
+
+
+@router.patch("/api/records/{record_id}")
+def update_record(record_id: str, body: RecordUpdate, rt: Runtime, caller: Caller) -> RecordOut:
+    record = svc.update_record(
+        rt,
+        caller.tenant,
+        record_id,
+        name=body.name,
+        description=body.description,
+        tags=body.tags,
+        extra=body.metadata,
+        owner=body.owner,
+    )
+    return RecordOut.of(record, record.images)
+
+
+@router.delete("/api/records/{record_id}/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_image(record_id: str, image_id: str, rt: Runtime, caller: Caller) -> None:
+    svc.remove_image(rt, caller.tenant, record_id, image_id)
 
 
 @router.delete("/api/records/{record_id}", status_code=status.HTTP_204_NO_CONTENT)
