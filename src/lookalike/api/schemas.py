@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookalike.catalog import Collection, Image, Record
+from lookalike.catalog import Collection, Feedback, Image, Record
 from lookalike.ingest.pipeline import IngestResult
 from lookalike.search.filters import SearchFilters
 from lookalike.search.service import thumbnail_url
@@ -140,6 +140,7 @@ class IngestResultOut(BaseModel):
     status: Literal["added", "duplicate", "rejected"]
     image_id: str | None
     record_id: str | None
+    job_id: str | None = None
     error: dict[str, str] | None = None
 
     @classmethod
@@ -150,6 +151,7 @@ class IngestResultOut(BaseModel):
             status=r.status,
             image_id=r.image_id,
             record_id=r.record_id,
+            job_id=r.job_id,
             error=error,
         )
 
@@ -200,3 +202,91 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     collection: str
     model_id: str
+
+
+# --- feedback ----------------------------------------------------------------
+
+
+class FeedbackQuery(Strict):
+    """What the person was looking for: a search id, a query image id or a text (any of them)."""
+
+    search_id: str | None = Field(default=None, max_length=26)
+    image_id: str | None = Field(default=None, max_length=26)
+    text: str | None = Field(default=None, max_length=1000)
+
+
+class FeedbackCreate(Strict):
+    image_id: str = Field(min_length=1, max_length=26)
+    action: Literal["relevant", "irrelevant", "duplicate", "anomaly"]
+    query: FeedbackQuery | str | None = Field(
+        default=None, description="The query judged against; a plain string is a text query."
+    )
+    note: str | None = Field(default=None, max_length=4000)
+    score: int | None = Field(default=None, ge=1, le=10, strict=True)
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    image_id: str | None
+    user: str
+    action: str | None
+    query: FeedbackQuery
+    note: str | None
+    score: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, f: Feedback) -> FeedbackOut:
+        return cls(
+            id=f.id,
+            image_id=f.image_id,
+            user=f.user,
+            action=f.action,
+            query=FeedbackQuery(
+                search_id=f.search_id, image_id=f.query_image_id, text=f.query_text
+            ),
+            note=f.note,
+            score=f.score,
+            created_at=f.created_at,
+        )
+
+
+class FeedbackPage(BaseModel):
+    items: list[FeedbackOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- compatibility: the image-search-worker contract -------------------------------
+
+
+class SearchImageRequest(Strict):
+    text: str = Field(min_length=1, max_length=1000)
+    collection: str | None = Field(
+        default=None, description="Collection id or name; default: the configured or first one."
+    )
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+class ImageMatch(BaseModel):
+    image_name: str
+    score: float
+
+
+class SearchImageResponse(BaseModel):
+    text: str
+    model_name: str
+    matches: list[ImageMatch]
+    jwt: str = Field(description="Rates this search with POST /api/v1/create-feedback.")
+
+
+class CreateFeedbackRequest(Strict):
+    user_feedback: int = Field(ge=1, le=10, strict=True)
+    jwt: str = Field(min_length=1, max_length=8192)
+
+
+class CreateFeedbackResponse(BaseModel):
+    id: str
+    search_id: str
+    user_feedback: int

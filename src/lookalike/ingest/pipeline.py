@@ -37,6 +37,7 @@ from lookalike.embedding.base import Embedder
 from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
+from lookalike.observability import timed
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
 
@@ -80,6 +81,8 @@ class IngestResult:
     record_id: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    # The embed job of an added image: its status says when the image is searchable.
+    job_id: str | None = None
 
 
 @dataclass
@@ -119,6 +122,8 @@ class IngestPipeline:
         self._in_flight = 0
         self._lock = threading.Condition()
         self._touched: set[str] = set()
+        self._unpaused = threading.Event()
+        self._unpaused.set()
 
     # --- life cycle ---------------------------------------------------------
 
@@ -140,9 +145,21 @@ class IngestPipeline:
         self._embed_thread = None
         self._pool.shutdown(wait=True)
 
+    def pause(self) -> None:
+        """Stop embedding after the current batch; work is accepted until the queue is full."""
+        self._unpaused.clear()
+
+    def unpause(self) -> None:
+        self._unpaused.set()
+
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def in_flight(self) -> int:
+        """Images accepted but not yet embedded or rejected (being prepared, queued, embedding)."""
+        return self._in_flight
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing is being prepared or embedded. False on timeout."""
@@ -205,9 +222,10 @@ class IngestPipeline:
             if on_result is not None:
                 on_result(result)
 
+        if not block and self._queue.full():
+            # Refuse the whole request up front rather than half of it.
+            raise Busy("the ingest queue is full; retry later", retry_after_s=5)
         for target, file in items:
-            if not block and self._queue.full():
-                raise Busy("the ingest queue is full; retry later", retry_after_s=5)
             self._begin()
             futures.append(
                 self._pool.submit(
@@ -342,17 +360,19 @@ class IngestPipeline:
         if existing is not None and existing.status != "failed":
             return IngestResult(file.filename, "duplicate", existing.id, existing.record_id), None
 
-        decoded = decode_image(
-            file.data,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            reduce_for=self._working_size(embedder),
-        )
+        with timed("ingest", "decode"):
+            decoded = decode_image(
+                file.data,
+                max_bytes=settings.max_image_bytes,
+                max_pixels=settings.max_image_pixels,
+                reduce_for=self._working_size(embedder),
+            )
         phash = phash_hex(decoded.image)
         thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
         tensor = embedder.preprocess(decoded.image)
 
         image_id = new_id()
+        job_id = new_id()
         blob_key = self.blobs.key_for(sha)
         thumb_key = self.blobs.key_for(sha256_hex(thumbnail))
         row = {
@@ -377,13 +397,13 @@ class IngestPipeline:
             # finds a pending job (and fails it clearly if the original never reached the store).
             # Core statements rather than ORM units of work: this runs once per image.
             try:
-                with self.catalog.engine.begin() as conn:
+                with timed("ingest", "catalog"), self.catalog.engine.begin() as conn:
                     record = self._resolve_record(conn, collection, target, shared_records)
                     row["record_id"] = record["id"]
                     conn.execute(insert(Image).values(row))
                     conn.execute(
                         insert(Job).values(
-                            id=new_id(),
+                            id=job_id,
                             kind="embed",
                             collection_id=collection.id,
                             image_id=image_id,
@@ -408,8 +428,9 @@ class IngestPipeline:
             Image(**row),
         )
 
-        self.blobs.put(file.data, content_type=decoded.mime)
-        self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME)
+        with timed("ingest", "blob_store"):
+            self.blobs.put(file.data, content_type=decoded.mime)
+            self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME)
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
@@ -419,7 +440,7 @@ class IngestPipeline:
             tensor=tensor,
             payload=payload,
         )
-        return IngestResult(file.filename, "added", image_id, record_id), item
+        return IngestResult(file.filename, "added", image_id, record_id, job_id=job_id), item
 
     def _working_size(self, embedder: Embedder) -> int:
         """Decode JPEGs only as large as the model input needs (shorter side >= its size).
@@ -468,6 +489,7 @@ class IngestPipeline:
             first = self._queue.get()
             if first is _STOP:
                 return
+            self._unpaused.wait()
             batch: list[_Prepared] = [first]  # type: ignore[list-item]
             stop_after = False
             # Take what is already waiting, and give the preparers a moment to fill the batch.
@@ -497,20 +519,24 @@ class IngestPipeline:
         for (collection_id, vector_name), items in groups.items():
             ids = [i.image_id for i in items]
             try:
-                vectors = items[0].embedder.embed_preprocessed(np.stack([i.tensor for i in items]))
-                self.vectors.upsert(
-                    collection_id,
-                    [
-                        Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
-                        for i, vec in zip(items, vectors, strict=True)
-                    ],
-                )
+                with timed("ingest", "embed"):
+                    vectors = items[0].embedder.embed_preprocessed(
+                        np.stack([i.tensor for i in items])
+                    )
+                with timed("ingest", "vector_upsert"):
+                    self.vectors.upsert(
+                        collection_id,
+                        [
+                            Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
+                            for i, vec in zip(items, vectors, strict=True)
+                        ],
+                    )
             except Exception as exc:
                 log.exception("embedding %d images failed", len(items))
                 self._fail_images(ids, f"embedding failed: {exc}")
                 continue
             now = utcnow()
-            with self.catalog.session() as session:
+            with timed("ingest", "catalog"), self.catalog.session() as session:
                 session.execute(
                     update(Image)
                     .where(Image.id.in_(ids))

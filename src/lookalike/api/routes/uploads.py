@@ -1,0 +1,245 @@
+"""Presigned uploads, ingest by key, batch upload, and the status of ingest jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from lookalike import collections as svc
+from lookalike.api.deps import Caller, Runtime
+from lookalike.api.forms import is_multipart, read_uploads, split_tags
+from lookalike.api.schemas import IngestResultOut, Strict
+from lookalike.catalog import Collection, Job
+from lookalike.errors import Busy, InvalidInput, NotFound
+from lookalike.ingest.pipeline import IngestFile, IngestResult, NewRecord, RecordTarget
+from lookalike.uploads import discard_upload, presign_upload, receive_upload, take_upload
+
+router = APIRouter(tags=["uploads"])
+
+
+class PresignRequest(Strict):
+    collection: str = Field(description="Collection id or name the upload is for.")
+    filename: str | None = Field(default=None, max_length=1024)
+
+
+class PresignOut(BaseModel):
+    key: str
+    url: str
+    method: str
+    expires_at: datetime
+    max_bytes: int
+
+
+class NewRecordIn(Strict):
+    name: str = Field(min_length=1, max_length=512)
+    description: str = Field(default="", max_length=100_000)
+    tags: list[str] = Field(default_factory=list, max_length=256)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestRequest(Strict):
+    key: str = Field(description="The key /api/images/presign returned.")
+    record_id: str | None = Field(default=None, description="Add the image to this record...")
+    record: NewRecordIn | None = Field(default=None, description="...or create this record.")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    error: str | None
+    image_id: str | None
+    collection_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@router.post("/api/images/presign", status_code=status.HTTP_201_CREATED)
+def presign(body: PresignRequest, rt: Runtime, caller: Caller) -> PresignOut:
+    """A signed, expiring URL to PUT one image to; then POST /api/images/ingest with its key."""
+    collection = svc.find_collection(rt, caller.tenant, body.collection)
+    p = presign_upload(rt.settings, caller, collection.id, filename=body.filename)
+    return PresignOut(
+        key=p.key, url=p.url, method=p.method, expires_at=p.expires_at, max_bytes=p.max_bytes
+    )
+
+
+@router.put(
+    "/api/uploads/{token}",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload(token: str, request: Request, rt: Runtime) -> dict[str, str]:
+    """The target of a presigned URL: the signature in the path is the authorisation."""
+    key = await receive_upload(rt.settings, token, request.stream())
+    return {"key": key}
+
+
+def _results(
+    rt: Runtime, collection: Collection, items: list[tuple[RecordTarget, IngestFile]]
+) -> list[IngestResult]:
+    results = rt.ingest.add_many(collection, items, block=False)
+    if results and all(r.error_code == Busy.code for r in results):
+        raise Busy("the ingest queue is full; retry later", retry_after_s=5)
+    return results
+
+
+@router.post("/api/images/ingest", status_code=status.HTTP_202_ACCEPTED)
+def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
+    """Ingest an uploaded image. Validation is immediate; embedding runs in the background
+    (follow `job_id` at GET /api/jobs/{id})."""
+    staged = take_upload(rt.settings, caller.tenant, body.key)
+    with rt.catalog.session() as session:
+        collection = session.get(Collection, staged.collection_id)
+    if collection is None or collection.tenant != caller.tenant:
+        raise NotFound("the collection of this upload no longer exists")
+    if (body.record_id is None) == (body.record is None):
+        raise InvalidInput("give exactly one of record_id or record")
+    target: RecordTarget
+    if body.record_id is not None:
+        target = svc.find_record(rt, caller.tenant, body.record_id).id
+    else:
+        assert body.record is not None
+        target = NewRecord(
+            name=body.record.name,
+            owner=caller.user,
+            description=body.record.description,
+            tags=tuple(body.record.tags),
+            extra=body.record.metadata,
+        )
+    (result,) = _results(
+        rt, collection, [(target, IngestFile(staged.data, staged.filename, "api"))]
+    )
+    if result.status != "rejected" or result.error_code != Busy.code:
+        discard_upload(rt.settings, body.key)
+    return IngestResultOut.of(result)
+
+
+@router.post(
+    "/api/images/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["collection", "images"],
+                        "properties": {
+                            "collection": {"type": "string"},
+                            "record_name": {"type": "string", "description": "one record for all"},
+                            "tags": {"type": "string"},
+                            "images": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def batch(request: Request, rt: Runtime, caller: Caller) -> list[IngestResultOut]:
+    """Many images in one request: one record per file (named after it) or one `record_name`."""
+    if not is_multipart(request):
+        raise InvalidInput("send multipart/form-data with 'collection' and 'images' fields")
+    form = await request.form(max_files=256, max_fields=64)
+    collection_ref = form.get("collection")
+    if not isinstance(collection_ref, str) or not collection_ref:
+        raise InvalidInput("collection: required")
+    files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+    if not files:
+        raise InvalidInput("images: attach at least one file")
+    uploads = await read_uploads(files, source="batch")
+    tags = tuple(split_tags([str(t) for t in form.getlist("tags")]))
+    record_name = form.get("record_name")
+    shared = (
+        NewRecord(name=record_name, owner=caller.user, tags=tags)
+        if isinstance(record_name, str) and record_name.strip()
+        else None
+    )
+
+    def run() -> list[IngestResult]:
+        collection = svc.find_collection(rt, caller.tenant, collection_ref)
+        items: list[tuple[RecordTarget, IngestFile]] = [
+            (shared or NewRecord(name=_stem(f.filename), owner=caller.user, tags=tags), f)
+            for f in uploads
+        ]
+        return _results(rt, collection, items)
+
+    return [IngestResultOut.of(r) for r in await run_in_threadpool(run)]
+
+
+def _stem(filename: str | None) -> str:
+    if not filename:
+        return "untitled"
+    name = filename.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] or name
+
+
+@router.get("/api/jobs/{job_id}")
+def read_job(job_id: str, rt: Runtime, caller: Caller) -> JobOut:
+    with rt.catalog.session() as session:
+        job = session.scalars(
+            select(Job)
+            .join(Collection, Job.collection_id == Collection.id)
+            .where(Job.id == job_id, Collection.tenant == caller.tenant)
+        ).first()
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return JobOut(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            error=job.error,
+            image_id=job.image_id,
+            collection_id=job.collection_id,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+@router.get("/api/collections/{collection_id}/jobs")
+def list_jobs(
+    collection_id: str,
+    rt: Runtime,
+    caller: Caller,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(queued|running|done|failed)$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[JobOut]:
+    collection = svc.find_collection(rt, caller.tenant, collection_id)
+    with rt.catalog.session() as session:
+        q = select(Job).where(Job.collection_id == collection.id)
+        if status_:
+            q = q.where(Job.status == status_)
+        jobs = session.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
+        return [
+            JobOut(
+                id=j.id,
+                kind=j.kind,
+                status=j.status,
+                error=j.error,
+                image_id=j.image_id,
+                collection_id=j.collection_id,
+                created_at=j.created_at,
+                updated_at=j.updated_at,
+            )
+            for j in jobs
+        ]
