@@ -50,6 +50,12 @@ class DimensionMismatch(InvalidInput):
     status = 422
 
 
+class UnknownModel(InvalidInput):
+    """A model name that is neither in the registry nor in the model cache."""
+
+    code = "unknown_model"
+
+
 class NotFound(LookalikeError):
     code = "not_found"
     status = 404
@@ -104,12 +110,56 @@ class Busy(LookalikeError):
         self.retry_after_s = retry_after_s
 
 
+class RequestTooLarge(InvalidInput):
+    """The request body is over `LOOKALIKE_MAX_REQUEST_BYTES`."""
+
+    code = "request_too_large"
+    status = 413
+
+
+class RateLimited(LookalikeError):
+    """Too many requests from one client IP or one tenant: slow down."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # --- the service itself (5xx) ---------------------------------------------
 
 
 class ModelUnavailable(LookalikeError):
     code = "model_unavailable"
     status = 503
+
+
+class EmbedServiceUnavailable(ModelUnavailable):
+    """The embedding service (`LOOKALIKE_EMBED_URL`) cannot be reached or keeps failing."""
+
+    code = "embed_service_unavailable"
+
+
+class ModelMismatch(ModelUnavailable):
+    """The embedding service runs other weights than the ones asked for; vectors would mix."""
+
+    code = "model_mismatch"
+    status = 409
+
+
+class UrlNotAllowed(Forbidden):
+    """An image URL outside the embedding service's allow-list (`LOOKALIKE_EMBED_ALLOWED_URLS`)."""
+
+    code = "url_not_allowed"
+
+
+class UrlFetchFailed(LookalikeError):
+    """Fetching an image URL failed (unreachable, timed out, or an error status)."""
+
+    code = "url_fetch_failed"
+    status = 502
 
 
 class DataDirLocked(LookalikeError):
@@ -121,4 +171,11 @@ class DataDirLocked(LookalikeError):
 
 class StorageError(LookalikeError):
     code = "storage_error"
+    status = 500
+
+
+class Misconfigured(LookalikeError):
+    """A setting cannot be used as given (an unreadable key file, a malformed PEM)."""
+
+    code = "misconfigured"
     status = 500

@@ -18,7 +18,7 @@ from lookalike.embedding import (
     pull_model,
     resolve_default_embedder,
 )
-from lookalike.errors import ModelUnavailable, TextSearchUnavailable
+from lookalike.errors import ModelUnavailable, TextSearchUnavailable, UnknownModel
 
 from .conftest import settings_for
 
@@ -113,16 +113,16 @@ def test_load_embedder_is_cached_and_thread_safe(tmp_path: Path) -> None:
 
 def test_unknown_model(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "models", tmp_path)
-    with pytest.raises(ModelUnavailable, match="unknown model 'no-such-model'"):
+    with pytest.raises(UnknownModel, match="unknown model 'no-such-model'"):
         load_embedder(settings, "no-such-model")
-    with pytest.raises(ModelUnavailable, match="not a valid model name"):
+    with pytest.raises(UnknownModel, match="not a valid model name"):
         load_embedder(settings, "../etc")
 
 
 def test_failure_is_not_cached(tmp_path: Path, tiny_clip_dir: Path) -> None:
     cache = tmp_path / "models"
     settings = settings_for(cache, tmp_path)
-    with pytest.raises(ModelUnavailable):
+    with pytest.raises(UnknownModel):
         load_embedder(settings, "tiny-clip")
     # Placed by hand afterwards: the next call finds it.
     shutil.copytree(tiny_clip_dir, cache / "tiny-clip")

@@ -38,7 +38,8 @@ from lookalike.embedding.model_dir import (
     write_manifest,
 )
 from lookalike.embedding.offline import OFFLINE_MODEL_NAME, ensure_offline_model
-from lookalike.errors import ModelUnavailable
+from lookalike.embedding.remote import clear_remote_cache, remote_embedder, resolve_remote_default
+from lookalike.errors import ModelUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class RichDownloadProgress:
 
 def model_path(settings: Settings, name: str) -> Path:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
-        raise ModelUnavailable(f"{name!r} is not a valid model name")
+        raise UnknownModel(f"{name!r} is not a valid model name; see `lookalike model list`")
     return settings.models_dir / name
 
 
@@ -266,7 +267,7 @@ def ensure_model_dir(
             if existing is not None:
                 return existing
         if spec is None or spec.repo is None:
-            raise ModelUnavailable(
+            raise UnknownModel(
                 f"unknown model {name!r}: not in the model cache at {path} and not one Lookalike "
                 f"can download (known: {', '.join(sorted(KNOWN_MODELS))})"
             )
@@ -558,9 +559,12 @@ def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
 
     Cached per model: every caller in the process shares one embedder and its sessions. Raises
     `ModelUnavailable` when the model cannot be had; a failure is not cached, so a later call
-    tries again (after the model has been placed by hand, say).
+    tries again (after the model has been placed by hand, say). With `settings.embed_url` the
+    model runs in that embedding service (`RemoteEmbedder`), under the same model id.
     """
     name = name or settings.model
+    if settings.embed_url:
+        return remote_embedder(settings, name)
     key = (
         str(settings.models_dir.resolve()),
         name,
@@ -584,6 +588,8 @@ def resolve_default_embedder(settings: Settings) -> Embedder:
 
     The answer is remembered, so the warning is given once per process, not once per request.
     """
+    if settings.embed_url:
+        return resolve_remote_default(settings)
     key = (
         str(settings.models_dir.resolve()),
         settings.model,
@@ -596,7 +602,7 @@ def resolve_default_embedder(settings: Settings) -> Embedder:
         return cached
     try:
         embedder = load_embedder(settings, settings.model)
-    except ModelUnavailable as exc:
+    except (ModelUnavailable, UnknownModel) as exc:
         if settings.model == settings.offline_model:
             raise
         embedder = load_embedder(settings, settings.offline_model)
@@ -627,3 +633,4 @@ def clear_cache() -> None:
     with _locks_guard:
         _embedders.clear()
         _defaults.clear()
+    clear_remote_cache()
