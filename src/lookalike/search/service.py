@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, records_by_id
-from lookalike.errors import InvalidInput, StorageError
+from lookalike.errors import CollectionNotFound, InvalidInput, StorageError
 from lookalike.imaging import decode_image
+from lookalike.observability import timed
 from lookalike.runtime import Lookalike
 from lookalike.search.filters import SearchFilters
 from lookalike.vectors.base import Filter, HasId
@@ -47,7 +49,7 @@ def thumbnail_url(image_id: str) -> str:
 def search_similar(
     rt: Lookalike,
     tenant: str,
-    collection_ref: str,
+    collection_ref: str | Collection,
     *,
     image_bytes: bytes | None = None,
     image_id: str | None = None,
@@ -72,52 +74,59 @@ def search_similar(
     if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
         raise InvalidInput("score_threshold must be between -1 and 1 (cosine similarity)")
 
-    with rt.catalog.session() as session:
-        collection = get_collection(session, tenant, collection_ref)
-        if image_id is not None:
-            image = get_image(session, tenant, image_id)
-            if image.collection_id != collection.id:
-                raise InvalidInput(f"image {image_id!r} is not in collection {collection.name!r}")
+    if isinstance(collection_ref, Collection):
+        collection = collection_ref
+        if collection.tenant != tenant:
+            raise CollectionNotFound(f"no collection {collection.id!r}")
+    else:
+        with timed("search", "catalog"), rt.catalog.session() as session:
+            collection = get_collection(session, tenant, collection_ref)
     vector_filter = filters.to_vector_filter() if filters else None
 
     query: NDArray[np.float32]
     if text is not None:
         if not text.strip():
             raise InvalidInput("text_query is empty")
-        query = rt.embedder_for(collection).embed_texts([text])[0]
+        with timed("search", "embed"):
+            query = rt.embedder_for(collection).embed_texts([text])[0]
     elif image_bytes is not None:
-        decoded = decode_image(
-            image_bytes,
-            max_bytes=rt.settings.max_image_bytes,
-            max_pixels=rt.settings.max_image_pixels,
-        )
-        query = rt.embedder_for(collection).embed_images([decoded.image])[0]
+        with timed("search", "decode"):
+            decoded = decode_image(
+                image_bytes,
+                max_bytes=rt.settings.max_image_bytes,
+                max_pixels=rt.settings.max_image_pixels,
+            )
+        with timed("search", "embed"):
+            query = rt.embedder_for(collection).embed_images([decoded.image])[0]
     else:
         assert image_id is not None
-        points = rt.vectors.retrieve(collection.id, [image_id], with_vectors=True)
+        # The collection is the caller's, so a point found in it is theirs: no catalog trip.
+        with timed("search", "vector_retrieve"):
+            try:
+                points = rt.vectors.retrieve(collection.id, [image_id], with_vectors=True)
+            except InvalidInput:  # not even a well-formed id
+                points = []
         if not points or collection.vector_name not in points[0].vectors:
-            raise InvalidInput(
-                f"image {image_id!r} has no vector yet (still pending or failed); "
-                "check its status with GET /api/images/{id}"
-            )
+            _explain_missing_vector(rt, tenant, collection, image_id)
         query = points[0].vectors[collection.vector_name]
         base = vector_filter or Filter()
         vector_filter = Filter(
             must=base.must, should=base.should, must_not=(*base.must_not, HasId((image_id,)))
         )
 
-    hits = rt.vectors.search(
-        collection.id,
-        collection.vector_name,
-        query,
-        limit=limit,
-        offset=offset,
-        query_filter=vector_filter,
-        score_threshold=score_threshold,
-        ef=rt.settings.hnsw_ef,
-        with_payload=True,
-    )
-    with rt.catalog.session() as session:
+    with timed("search", "vector_search"):
+        hits = rt.vectors.search(
+            collection.id,
+            collection.vector_name,
+            query,
+            limit=limit,
+            offset=offset,
+            query_filter=vector_filter,
+            score_threshold=score_threshold,
+            ef=rt.settings.hnsw_ef,
+            with_payload=True,
+        )
+    with timed("search", "catalog"), rt.catalog.session() as session:
         records = records_by_id(session, [str(h.payload["record_id"]) for h in hits if h.payload])
     out: list[SearchHit] = []
     for hit in hits:
@@ -138,6 +147,20 @@ def search_similar(
             )
         )
     return out
+
+
+def _explain_missing_vector(
+    rt: Lookalike, tenant: str, collection: Collection, image_id: str
+) -> None:
+    """Raise the error that says why `image_id` has no vector in `collection`."""
+    with rt.catalog.session() as session:
+        image = get_image(session, tenant, image_id)  # ImageNotFound for others' or no image
+    if image.collection_id != collection.id:
+        raise InvalidInput(f"image {image_id!r} is not in collection {collection.name!r}")
+    raise InvalidInput(
+        f"image {image_id!r} has no vector yet (it is {image.status}); "
+        "check its status with GET /api/images/{id}"
+    )
 
 
 def stored_original(rt: Lookalike, tenant: str, image_id: str) -> tuple[bytes, str]:

@@ -79,7 +79,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
         hits = search_similar(
             rt,
             caller.tenant,
-            collection.id,
+            collection,
             image_bytes=image_bytes,
             image_id=body.image_id,
             text=body.text_query,
