@@ -216,3 +216,45 @@ def test_boolean_filter_dsl(loaded: tuple[Lookalike, Collection, dict[str, str]]
 def test_malformed_filters_are_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         SearchFilters.model_validate(raw)
+
+
+def test_phash_gate_keeps_near_duplicates_only(
+    loaded: tuple[Lookalike, Collection, dict[str, str]], photos: dict[str, bytes]
+) -> None:
+    rt, coll, ids = loaded
+    copy = open_image(photos["coffee"])
+    copy = copy.resize((copy.width * 3 // 4, copy.height * 3 // 4))
+    rt.ingest.add(coll, NewRecord(name="coffee copy", owner="x"), [IngestFile(jpeg(copy, 80))],
+                  wait=True)  # fmt: skip
+    hits = search_similar(rt, "default", coll.id, image_id=ids["coffee"], limit=20, phash_gate=6)
+    assert [h.name for h in hits] == ["coffee copy"]
+    query = jpeg(open_image(photos["coffee"]).resize((300, 200)), 70)
+    hits = search_similar(rt, "default", coll.id, image_bytes=query, limit=20, phash_gate=6)
+    assert {h.name for h in hits} == {"coffee", "coffee copy"}
+    with pytest.raises(InvalidInput, match="query image"):
+        search_similar(rt, "default", coll.id, text="x", phash_gate=6)
+    with pytest.raises(InvalidInput):
+        search_similar(rt, "default", coll.id, image_id=ids["coffee"], phash_gate=40)
+
+
+def test_phash_candidate_filter_never_misses() -> None:
+    import random
+
+    from lookalike.imaging.hashes import phash_chunks
+    from lookalike.search.phash_gate import MAX_GATE, candidate_filter
+    from lookalike.vectors.base import MatchAny
+
+    rng = random.Random(1)
+    for _ in range(300):
+        query = rng.getrandbits(64)
+        distance = rng.randint(0, MAX_GATE)
+        other = query
+        for bit in rng.sample(range(64), distance):
+            other ^= 1 << bit
+        flt = candidate_filter(f"{query:016x}", distance)
+        chunks = phash_chunks(f"{other:016x}")
+        assert any(isinstance(c, MatchAny) and chunks[c.key] in c.values for c in flt.should), (
+            hex(query),
+            hex(other),
+            distance,
+        )

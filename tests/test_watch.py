@@ -43,8 +43,9 @@ def test_watch_picks_up_existing_new_and_changed_files(
         old = _records(rt)["cat"]
         (inbox / "cat.png").write_bytes(photos["coins"])  # the file changes
         assert wait_until(lambda: _records(rt)["cat"] != old and len(_records(rt)["cat"]) == 1)
-        assert rt.vectors.count(coll.id) == 3
-        assert len(rt.blobs.iter_keys()) == 6  # the old original and thumbnail are gone
+        # The old image's vector and blobs go right after its row: poll, do not race.
+        assert wait_until(lambda: rt.vectors.count(coll.id) == 3)
+        assert wait_until(lambda: len(rt.blobs.iter_keys()) == 6)  # old original + thumbnail gone
         with rt.catalog.session() as s:
             assert len(s.scalars(select(Image)).all()) == 3
     finally:

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -26,8 +27,10 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="List, fetch and export embedding models.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
+app.add_typer(apikey_app, name="apikey")
 
 console = Console(stderr=True)
 out = Console()
@@ -89,13 +92,40 @@ def serve(
     import uvicorn
 
     from lookalike.api.app import create_app
+    from lookalike.logs import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
-    logging.getLogger("lookalike").setLevel(logging.INFO)
+    # JSON lines unless LOOKALIKE_LOG_FORMAT=text; the app writes its own access log (with route,
+    # request id and tenant) instead of uvicorn's.
+    configure_logging(settings.log_format or "json")
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            log_level="info",
+            access_log=False,
+        )
     except LookalikeError as exc:
         _fail(exc)
+
+
+@app.command("embed-server")
+def embed_server(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int, typer.Option(help="Port.")] = 8001,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the embedding service (the model alone) on HOST:PORT; point the API at it with
+    LOOKALIKE_EMBED_URL=http://HOST:PORT."""
+    import uvicorn
+
+    from lookalike.embedding.service import create_embed_app
+
+    settings = _settings(data_dir, host=host)
+    logging.getLogger("lookalike").setLevel(logging.INFO)
+    uvicorn.run(create_embed_app(settings), host=settings.host, port=port, log_level="info")
 
 
 @app.command()
@@ -199,6 +229,9 @@ def search(
     image_id: Annotated[str | None, typer.Option("--image-id", help="A stored image id.")] = None,
     limit: Annotated[int, typer.Option(help="Number of hits.", min=1, max=1000)] = 10,
     score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
+    phash_gate: Annotated[
+        int | None, typer.Option(help="Only images within this pHash distance (bits).", min=0)
+    ] = None,
     tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
     json_out: Annotated[
         bool, typer.Option("--json", help='Print {"hits": [...]} as JSON.')
@@ -229,6 +262,7 @@ def search(
                 limit=limit,
                 score_threshold=score_threshold,
                 include_payload=json_out,
+                phash_gate=phash_gate,
             )
     except LookalikeError as exc:
         _fail(exc)
@@ -311,7 +345,105 @@ def token_create(
 ) -> None:
     """Print a bearer token for USER in TENANT."""
     settings = _settings(data_dir)
-    out.print(create_token(settings, user=user, tenant=tenant, ttl_s=days * 86400), soft_wrap=True)
+    try:
+        token = create_token(settings, user=user, tenant=tenant, ttl_s=days * 86400)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    out.print(token, soft_wrap=True)
+
+
+def _catalog(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    # The catalog alone: keys can be managed while a server holds the data directory.
+    from lookalike.catalog import Catalog
+
+    catalog = Catalog(_settings(data_dir).catalog_url)
+    catalog.migrate()
+    return catalog
+
+
+@apikey_app.command("create")
+def apikey_create(
+    user: Annotated[str, typer.Option(help="User the key acts as.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the user belongs to.")] = DEFAULT_TENANT,
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Print a new API key for USER in TENANT (shown only this once)."""
+    from lookalike.apikeys import create_api_key
+
+    try:
+        catalog = _catalog(data_dir)
+        try:
+            row, key = create_api_key(catalog, tenant=tenant, user=user, name=name)
+        finally:
+            catalog.close()
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    console.print(f"API key {row.id} (prefix {row.prefix}); it is not shown again:")
+    out.print(key, soft_wrap=True, markup=False, highlight=False)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """API keys (never their secrets)."""
+    from lookalike.apikeys import list_api_keys
+
+    catalog = _catalog(data_dir)
+    try:
+        rows = list_api_keys(catalog, tenant=tenant, include_revoked=revoked)
+    finally:
+        catalog.close()
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    items = [
+        {
+            "id": r.id,
+            "prefix": r.prefix,
+            "tenant": r.tenant,
+            "user": r.user,
+            "name": r.name,
+            "created_at": when(r.created_at),
+            "last_used_at": when(r.last_used_at),
+            "revoked_at": when(r.revoked_at),
+        }
+        for r in rows
+    ]
+    if json_out:
+        out.print_json(json.dumps({"keys": items}))
+        return
+    table = Table("id", "prefix", "tenant", "user", "name", "created", "last used", "revoked")
+    for item in items:
+        table.add_row(*[str(item[k] or "") for k in item])
+    out.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    from lookalike.apikeys import revoke_api_key
+
+    try:
+        catalog = _catalog(data_dir)
+        try:
+            row = revoke_api_key(catalog, key)
+        finally:
+            catalog.close()
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    console.print(f"revoked API key {row.id} (prefix {row.prefix}, {row.user}@{row.tenant})")
 
 
 @model_app.command("list")

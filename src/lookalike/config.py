@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
 
@@ -44,6 +46,45 @@ class Settings(BaseSettings):
         default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores."
     )
 
+    # Embedding service (`lookalike embed-server`); see lookalike.embedding.service
+    embed_url: str | None = Field(
+        default=None,
+        description="Base URL of an embedding service; when set, models run there instead of "
+        "in this process (images are still decoded and resized here).",
+    )
+    embed_timeout_s: float = Field(
+        default=30.0, gt=0, description="Read timeout of one request to the embedding service."
+    )
+    embed_connect_timeout_s: float = Field(default=3.0, gt=0)
+    embed_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries on connection errors and 5xx answers."
+    )
+    embed_retry_backoff_s: float = Field(
+        default=0.2, ge=0, description="First retry delay; doubles each retry, with jitter."
+    )
+    embed_max_in_flight: int = Field(
+        default=4, ge=1, le=256, description="Requests to the embedding service at one time."
+    )
+    embed_max_batch: int = Field(
+        default=64, ge=1, le=1024, description="Most images or texts the service takes per request."
+    )
+    embed_allowed_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL prefixes `/embed/image` may fetch from (comma-separated or a JSON "
+        "list); empty: fetching by URL is off.",
+    )
+    embed_fetch_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("embed_allowed_urls", "cors_origins", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in re.split(r"[,\s]+", text) if part]
+        return value
+
     # Image limits
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=64_000_000, ge=1, description="Decompression-bomb guard.")
@@ -73,6 +114,69 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base URL used in preview links.")
     secret_key: str | None = Field(
         default=None, description="Signs tokens and URLs; generated into data_dir when unset."
+    )
+
+    # Auth
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="RS256 public key (PEM text or a file path). When set, bearer JWTs must be "
+        "RS256 tokens signed with its private key; HS256 tokens are refused.",
+    )
+    jwt_private_key: str | None = Field(
+        default=None,
+        description="RS256 private key (PEM text or a file path), only for `lookalike token "
+        "create`; an identity provider that holds the key can issue the tokens instead.",
+    )
+    jwt_issuer: str = Field(default="lookalike", description="`iss` claim bearer JWTs must carry.")
+    search_token_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Lifetime of the token `/api/v1/search-image` hands out for its feedback.",
+    )
+    default_collection: str | None = Field(
+        default=None,
+        description="Collection (id or name) `/api/v1/search-image` searches when the request "
+        "names none; default: the tenant's first collection.",
+    )
+
+    # Observability (lookalike.logs, lookalike.api.observability)
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="Log lines as JSON objects or plain text; default: json for `serve`, text "
+        "for the other commands.",
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (no auth)."
+    )
+
+    # HTTP limits (lookalike.api.limits); a rate of 0 switches that limit off
+    rate_limit_ip_per_s: float = Field(
+        default=100.0, ge=0, description="Requests per second one client IP may send."
+    )
+    rate_limit_ip_burst: int = Field(default=200, ge=1, description="Short bursts above the rate.")
+    rate_limit_tenant_per_s: float = Field(
+        default=200.0, ge=0, description="Authenticated requests per second of one tenant."
+    )
+    rate_limit_tenant_burst: int = Field(default=400, ge=1)
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db; when set, rate limits are shared by all replicas "
+        "through it (in this process's memory otherwise).",
+    )
+    redis_key_prefix: str = Field(default="lookalike:", description="Prefix of our Redis keys.")
+    max_request_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Largest request body; bigger ones get 413 before they are read.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins browsers may call the API from (comma-separated or a JSON list; "
+        "`*` for any); empty: no CORS headers.",
+    )
+    gzip_min_bytes: int = Field(
+        default=1024, ge=0, description="Compress responses at least this large; 0: never."
     )
 
     @cached_property

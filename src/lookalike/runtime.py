@@ -53,6 +53,11 @@ class Lookalike:
                 self._default_embedder = resolve_default_embedder(self.settings)
             return self._default_embedder
 
+    @property
+    def loaded_default_embedder(self) -> Embedder | None:
+        """The default model if it is loaded already; never loads it (for health and metrics)."""
+        return self._default_embedder
+
     def embedder_for(self, collection: Collection) -> Embedder:
         """The model a collection was built with; never a different one under the same name."""
         embedder = load_embedder(self.settings, collection.model)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from lookalike.catalog import Catalog, Collection, Image, Job, Record
+from lookalike.catalog import ApiKey, Catalog, Collection, Feedback, Image, Job, Record
+from lookalike.catalog.db import alembic_config
+from lookalike.catalog.models import Base
 from lookalike.catalog.repository import find_image_by_sha256, get_collection, get_image
 from lookalike.errors import CollectionNotFound, ImageNotFound
 
@@ -42,6 +47,13 @@ def test_migrations_reach_head_and_are_idempotent(catalog: Catalog) -> None:
     assert catalog.revision() == catalog.head_revision()
     catalog.migrate()
     assert catalog.revision() == catalog.head_revision()
+
+
+def test_models_match_migrations(catalog: Catalog) -> None:
+    """A model changed without a migration shows up here, on every database."""
+    with catalog.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_roundtrip_keeps_json_and_aware_datetimes(catalog: Catalog) -> None:
@@ -122,3 +134,89 @@ def test_naive_datetimes_are_refused(catalog: Catalog) -> None:
         with pytest.raises(Exception, match="naive datetime"):
             s.flush()
         s.rollback()
+
+
+# --- api keys and feedback (migration 0002) -------------------------------------
+
+
+def test_api_key_prefixes_are_unique(catalog: Catalog) -> None:
+    with catalog.session() as s:
+        s.add(ApiKey(tenant="t1", user="ci", prefix="abcdef012345", secret_hash="0" * 64))
+    with pytest.raises(IntegrityError), catalog.session() as s:
+        s.add(ApiKey(tenant="t2", user="ci", prefix="abcdef012345", secret_hash="1" * 64))
+    with catalog.session() as s:
+        (key,) = s.scalars(select(ApiKey)).all()
+        assert key.revoked_at is None and key.last_used_at is None
+        assert key.created_at.tzinfo is not None
+
+
+def test_feedback_roundtrip_and_cascade(catalog: Catalog) -> None:
+    collection_id, _, image_id = _seed(catalog)
+    with catalog.session() as s:
+        s.add(Feedback(tenant="t1", image_id=image_id, user="alice", action="duplicate", note="n"))
+        s.add(Feedback(tenant="t1", user="alice", search_id="01SEARCH", score=10, query_text="q"))
+    with catalog.session() as s:
+        rows = s.scalars(select(Feedback)).all()
+        assert sorted((f.action or "", f.score or 0) for f in rows) == [("", 10), ("duplicate", 0)]
+    with catalog.session() as s:
+        c = s.get(Collection, collection_id)
+        assert c is not None
+        s.delete(c)
+    with catalog.session() as s:
+        # The image's feedback went with it; the score for a whole search stays.
+        assert [f.search_id for f in s.scalars(select(Feedback)).all()] == ["01SEARCH"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"action": "great"},
+        {"score": 0},
+        {"score": 11},
+        {},  # neither a verdict nor a score
+    ],
+)
+def test_feedback_constraints(catalog: Catalog, fields: dict[str, object]) -> None:
+    _, _, image_id = _seed(catalog)
+    # MariaDB reports a failed CHECK as an operational error (4025), the others as integrity.
+    with pytest.raises((IntegrityError, OperationalError)), catalog.session() as s:
+        s.add(Feedback(tenant="t1", image_id=image_id, user="alice", **fields))
+
+
+def test_feedback_needs_an_existing_image(catalog: Catalog) -> None:
+    with pytest.raises(IntegrityError), catalog.session() as s:
+        s.add(Feedback(tenant="t1", image_id="0" * 26, user="alice", action="relevant"))
+
+
+def test_upgrade_from_0001_keeps_data(catalog_url: str) -> None:
+    cat = Catalog(catalog_url)
+    try:
+        cfg = alembic_config(catalog_url)
+        with cat.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0001")
+        assert cat.revision() == "0001"
+        assert "feedback" not in inspect(cat.engine).get_table_names()
+        _, record_id, image_id = _seed(cat)
+
+        cat.migrate()
+        assert cat.revision() == cat.head_revision() and cat.head_revision() is not None
+        tables = set(inspect(cat.engine).get_table_names())
+        assert {"api_key", "feedback", "collection", "record", "image", "job"} <= tables
+        with cat.session() as s:
+            assert s.get(Record, record_id) is not None
+            s.add(Feedback(tenant="t1", image_id=image_id, user="a", action="relevant"))
+            s.add(ApiKey(tenant="t1", user="a", prefix="0123456789ab", secret_hash="f" * 64))
+
+        # And back down: 0002's tables go, 0001's data stays.
+        with cat.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "0001")
+        tables = set(inspect(cat.engine).get_table_names())
+        assert "feedback" not in tables and "api_key" not in tables
+        with cat.session() as s:
+            assert s.get(Image, image_id) is not None
+        cat.migrate()
+        assert cat.revision() == cat.head_revision()
+    finally:
+        cat.close()

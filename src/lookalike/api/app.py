@@ -12,7 +12,18 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike import __version__
 from lookalike.api.errors import install_error_handlers
-from lookalike.api.routes import collections, health, images, records, search
+from lookalike.api.limits import install_limits
+from lookalike.api.observability import install_observability
+from lookalike.api.routes import (
+    collections,
+    compat,
+    feedback,
+    health,
+    images,
+    records,
+    search,
+    uploads,
+)
 from lookalike.config import Settings
 from lookalike.errors import LookalikeError
 from lookalike.runtime import Lookalike
@@ -58,7 +69,10 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
     if runtime is not None:
         app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, collections, records, images, search):
+    # Limits first, observability last: the outermost middleware sees every answer.
+    install_limits(app, settings)
+    install_observability(app, settings)
+    for module in (health, collections, records, images, uploads, search, feedback, compat):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lookalike.errors import Busy, LookalikeError
+from lookalike.errors import Busy, LookalikeError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LookalikeError)
     async def _domain(_: Request, exc: LookalikeError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy) else None
+        headers = (
+            {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy | RateLimited) else None
+        )
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
         return error_response(exc.status, exc.code, exc.message, headers)

@@ -186,6 +186,12 @@ class SearchRequest(Strict):
     score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     filter: SearchFilters | None = None
     include_payload: bool = False
+    phash_gate: int | None = Field(
+        default=None,
+        ge=0,
+        le=11,
+        description="Only images whose pHash is within this many bits of the query image's.",
+    )
 
 
 class HitOut(BaseModel):

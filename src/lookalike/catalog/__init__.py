@@ -1,6 +1,25 @@
-"""The catalog: collections, records, images and jobs in a SQL database (the source of truth)."""
+"""The catalog, the source of truth: collections, records, images, jobs, feedback, API keys."""
 
 from lookalike.catalog.db import Catalog
-from lookalike.catalog.models import Collection, Image, Job, Record, new_id, utcnow
+from lookalike.catalog.models import (
+    ApiKey,
+    Collection,
+    Feedback,
+    Image,
+    Job,
+    Record,
+    new_id,
+    utcnow,
+)
 
-__all__ = ["Catalog", "Collection", "Image", "Job", "Record", "new_id", "utcnow"]
+__all__ = [
+    "ApiKey",
+    "Catalog",
+    "Collection",
+    "Feedback",
+    "Image",
+    "Job",
+    "Record",
+    "new_id",
+    "utcnow",
+]

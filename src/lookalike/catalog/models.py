@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -62,6 +63,7 @@ class Base(DeclarativeBase):
 
 IMAGE_STATUSES = ("pending", "embedded", "failed")
 JOB_STATUSES = ("queued", "running", "done", "failed")
+FEEDBACK_ACTIONS = ("relevant", "irrelevant", "duplicate", "anomaly")
 
 
 class Collection(Base):
@@ -167,3 +169,51 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A long-lived credential for one user of one tenant. Only a hash of the secret is kept."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    user: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    # The public part of the key (`lk_<prefix>_...`): finds the row without scanning hashes.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Feedback(Base):
+    """A person's verdict on an image (an action) or on a search (a 1-10 score)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint(
+            "action IS NULL OR action IN ('relevant', 'irrelevant', 'duplicate', 'anomaly')",
+            name="ck_feedback_action",
+        ),
+        CheckConstraint("score IS NULL OR (score >= 1 AND score <= 10)", name="ck_feedback_score"),
+        CheckConstraint("action IS NOT NULL OR score IS NOT NULL", name="ck_feedback_kind"),
+        Index("ix_feedback_image_created", "image_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    # Empty for a score given to a whole search (`/api/v1/create-feedback`).
+    image_id: Mapped[str | None] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), default=None
+    )
+    user: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str | None] = mapped_column(String(16), default=None)
+    # What the person was looking for when they judged: a search, a query image or a text.
+    search_id: Mapped[str | None] = mapped_column(String(26), index=True, default=None)
+    query_image_id: Mapped[str | None] = mapped_column(String(26), default=None)
+    query_text: Mapped[str | None] = mapped_column(Text, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    score: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -91,6 +91,32 @@ class ImagePreprocessor:
         pixels = pixels * self._scale + self._offset
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
+    def pixels_to_input(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """A batch of resized pixels (N, H, W, 3) uint8 to model input (N, 3, H, W) float32.
+
+        The same arithmetic as `to_array`, element for element, so the result is bit-identical
+        to preprocessing the images here; the embedding service relies on that.
+        """
+        batch = pixels.astype(np.float32) * self._scale + self._offset
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+    def input_to_pixels(self, batch: NDArray[np.float32]) -> NDArray[np.uint8] | None:
+        """The inverse of `pixels_to_input`, or None when `batch` did not come from uint8 pixels
+        (then it must travel as float32). A quarter of the bytes on the wire, and exact."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            return None
+        pixels = (batch.transpose(0, 2, 3, 1) - self._offset) / self._scale
+        rounded = np.rint(pixels)
+        # float32 keeps about 7 digits, so a genuine pixel lands within ~1e-4 of an integer.
+        if not np.all(np.abs(pixels - rounded) < 0.01) or rounded.min(initial=0) < 0:
+            return None
+        if rounded.max(initial=0) > 255:
+            return None
+        as_uint8: NDArray[np.uint8] = np.ascontiguousarray(rounded.astype(np.uint8))
+        if not np.array_equal(self.pixels_to_input(as_uint8), batch):
+            return None
+        return as_uint8
+
 
 def _draft(image: Image.Image, scale: float) -> Image.Image:
     """Ask the JPEG decoder for the smallest DCT scale (1/2, 1/4, 1/8) that still covers `scale`.

@@ -8,7 +8,7 @@ import re
 import imagehash
 from PIL import Image
 
-__all__ = ["phash_hamming", "phash_hex", "phash_int", "sha256_hex"]
+__all__ = ["phash_chunks", "phash_hamming", "phash_hex", "phash_int", "sha256_hex"]
 
 _PHASH_RE = re.compile(r"[0-9a-f]{16}")
 _PHASH_PREREDUCE_TO = 256
@@ -41,6 +41,23 @@ def phash_int(value: str) -> int:
     if not _PHASH_RE.fullmatch(normalized):
         raise ValueError(f"a pHash is 16 hex characters, got {value!r}")
     return int(normalized, 16)
+
+
+PHASH_CHUNKS = 4
+PHASH_CHUNK_BITS = 16
+
+
+def phash_chunks(phash: str) -> dict[str, str]:
+    """A pHash as four 16-bit chunks (`phash_q0`..`phash_q3`, 4 hex digits each).
+
+    Stored in the vector payload, they let the engine's keyword index find near pHashes
+    (multi-index hashing; see `lookalike.search.phash_gate`).
+    """
+    value = phash_int(phash)
+    return {
+        f"phash_q{i}": f"{(value >> (PHASH_CHUNK_BITS * (PHASH_CHUNKS - 1 - i))) & 0xFFFF:04x}"
+        for i in range(PHASH_CHUNKS)
+    }
 
 
 def phash_hamming(a: str, b: str) -> int:

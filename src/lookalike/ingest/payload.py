@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lookalike.catalog.models import Collection, Image, Record
+from lookalike.imaging.hashes import phash_chunks
 from lookalike.vectors.base import PayloadType
 
 # Fields with a payload index in every collection, and their types.
@@ -17,6 +18,10 @@ PAYLOAD_INDEXES: dict[str, PayloadType] = {
     "quality": "float",
     "nsfw": "float",
     "phash": "keyword",
+    "phash_q0": "keyword",
+    "phash_q1": "keyword",
+    "phash_q2": "keyword",
+    "phash_q3": "keyword",
     "sha256": "keyword",
     "source": "keyword",
 }
@@ -24,7 +29,9 @@ PAYLOAD_INDEXES: dict[str, PayloadType] = {
 
 def image_payload(collection: Collection, record: Record, image: Image) -> dict[str, Any]:
     created = image.created_at
+    chunks = phash_chunks(image.phash) if image.phash else {}
     return {
+        **chunks,
         "collection_id": collection.id,
         "record_id": record.id,
         "owner": record.owner,

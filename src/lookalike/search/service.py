@@ -11,10 +11,11 @@ from numpy.typing import NDArray
 from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, records_by_id
 from lookalike.errors import CollectionNotFound, InvalidInput, StorageError
-from lookalike.imaging import decode_image
+from lookalike.imaging import decode_image, phash_hex
 from lookalike.observability import timed
 from lookalike.runtime import Lookalike
 from lookalike.search.filters import SearchFilters
+from lookalike.search.phash_gate import MAX_GATE, candidate_filter, within
 from lookalike.vectors.base import Filter, HasId
 
 MAX_LIMIT = 1000
@@ -59,10 +60,13 @@ def search_similar(
     score_threshold: float | None = None,
     filters: SearchFilters | None = None,
     include_payload: bool = False,
+    phash_gate: int | None = None,
 ) -> list[SearchHit]:
     """Ranked look-alikes, best first. Exactly one of `image_bytes`, `image_id`, `text`.
 
-    Searching by a stored image leaves that image itself out of the hits.
+    Searching by a stored image leaves that image itself out of the hits. With `phash_gate`
+    (a query image only), hits are limited to images whose pHash is within that many bits:
+    the two-stage near-duplicate search (pHash gate, then vector ranking).
     """
     given = [x is not None for x in (image_bytes, image_id, text)]
     if sum(given) != 1:
@@ -73,6 +77,10 @@ def search_similar(
         raise InvalidInput("offset must be >= 0")
     if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
         raise InvalidInput("score_threshold must be between -1 and 1 (cosine similarity)")
+    if phash_gate is not None and not 0 <= phash_gate <= MAX_GATE:
+        raise InvalidInput(f"phash_gate must be between 0 and {MAX_GATE} bits")
+    if phash_gate is not None and text is not None:
+        raise InvalidInput("phash_gate needs a query image (file or image_id), not text")
 
     if isinstance(collection_ref, Collection):
         collection = collection_ref
@@ -84,6 +92,7 @@ def search_similar(
     vector_filter = filters.to_vector_filter() if filters else None
 
     query: NDArray[np.float32]
+    query_phash: str | None = None
     if text is not None:
         if not text.strip():
             raise InvalidInput("text_query is empty")
@@ -98,6 +107,8 @@ def search_similar(
             )
         with timed("search", "embed"):
             query = rt.embedder_for(collection).embed_images([decoded.image])[0]
+        if phash_gate is not None:
+            query_phash = phash_hex(decoded.image)
     else:
         assert image_id is not None
         # The collection is the caller's, so a point found in it is theirs: no catalog trip.
@@ -109,23 +120,41 @@ def search_similar(
         if not points or collection.vector_name not in points[0].vectors:
             _explain_missing_vector(rt, tenant, collection, image_id)
         query = points[0].vectors[collection.vector_name]
+        query_phash = points[0].payload.get("phash")
+        if phash_gate is not None and not query_phash:
+            raise InvalidInput(f"image {image_id!r} has no pHash to gate on")
         base = vector_filter or Filter()
         vector_filter = Filter(
             must=base.must, should=base.should, must_not=(*base.must_not, HasId((image_id,)))
         )
 
+    gated = phash_gate is not None and query_phash is not None
+    if gated:
+        assert phash_gate is not None and query_phash is not None
+        base = vector_filter or Filter()
+        vector_filter = Filter(
+            must=(*base.must, candidate_filter(query_phash, phash_gate)),
+            should=base.should,
+            must_not=base.must_not,
+        )
     with timed("search", "vector_search"):
         hits = rt.vectors.search(
             collection.id,
             collection.vector_name,
             query,
-            limit=limit,
-            offset=offset,
+            # The chunk filter admits some hashes beyond the gate: fetch extra, check exactly.
+            limit=(offset + limit) * 4 + 16 if gated else limit,
+            offset=0 if gated else offset,
             query_filter=vector_filter,
             score_threshold=score_threshold,
             ef=rt.settings.hnsw_ef,
             with_payload=True,
         )
+    if gated:
+        assert phash_gate is not None and query_phash is not None
+        hits = [h for h in hits if within((h.payload or {}).get("phash"), query_phash, phash_gate)][
+            offset : offset + limit
+        ]
     with timed("search", "catalog"), rt.catalog.session() as session:
         records = records_by_id(session, [str(h.payload["record_id"]) for h in hits if h.payload])
     out: list[SearchHit] = []

@@ -25,6 +25,7 @@ _FORM_FIELDS = {
     "score_threshold": {"type": "number"},
     "filter": {"type": "string", "description": "JSON object, see SearchFilters"},
     "include_payload": {"type": "boolean"},
+    "phash_gate": {"type": "integer", "minimum": 0, "maximum": 11},
 }
 
 
@@ -88,6 +89,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             score_threshold=body.score_threshold,
             filters=body.filter,
             include_payload=body.include_payload,
+            phash_gate=body.phash_gate,
         )
         return SearchResponse(
             hits=[HitOut(**h.as_dict()) for h in hits],
