@@ -480,6 +480,23 @@ def model_pull(
     console.print(f"{name}: ready in {path}")
 
 
+@model_app.command("quantize")
+def model_quantize(
+    name: Annotated[str, typer.Argument(help="Model to quantize (see `lookalike model list`).")],
+    out_name: Annotated[str | None, typer.Option(help="Name of the new model.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Make an int8 variant NAME-int8 (about 2x faster on CPUs; vectors differ slightly)."""
+    from lookalike.embedding.quantize import quantize_model
+
+    try:
+        path = quantize_model(_settings(data_dir), name, out_name=out_name)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    console.print(f"{path.name}: ready in {path}")
+
+
 @model_app.command("export")
 def model_export(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the model directory.")],

@@ -12,6 +12,7 @@ from types import TracebackType
 from lookalike.catalog import Catalog, Collection
 from lookalike.config import Settings
 from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
+from lookalike.embedding.batching import QueryBatcher
 from lookalike.errors import ModelUnavailable
 from lookalike.ingest.pipeline import IngestPipeline
 from lookalike.storage.local import LocalBlobStore
@@ -35,6 +36,7 @@ class Lookalike:
             self.blobs = LocalBlobStore(self.settings.blobs_dir)
             self._default_embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
+            self._batchers: dict[str, QueryBatcher] = {}
             self.ingest = IngestPipeline(
                 self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
             )
@@ -68,9 +70,22 @@ class Lookalike:
             )
         return embedder
 
+    def query_batcher(self, collection: Collection) -> QueryBatcher:
+        """Embeds search queries for `collection`, batching concurrent ones into one call."""
+        embedder = self.embedder_for(collection)
+        with self._embedder_lock:
+            batcher = self._batchers.get(embedder.model_id)
+            if batcher is None or batcher.embedder is not embedder:
+                batcher = self._batchers[embedder.model_id] = QueryBatcher(
+                    embedder, max_batch=self.settings.embed_batch_size
+                )
+            return batcher
+
     # --- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
         self.ingest.stop()
         self.vectors.close()
         self.catalog.close()

@@ -97,7 +97,7 @@ def search_similar(
         if not text.strip():
             raise InvalidInput("text_query is empty")
         with timed("search", "embed"):
-            query = rt.embedder_for(collection).embed_texts([text])[0]
+            query = rt.query_batcher(collection).embed_text(text)
     elif image_bytes is not None:
         with timed("search", "decode"):
             decoded = decode_image(
@@ -106,7 +106,7 @@ def search_similar(
                 max_pixels=rt.settings.max_image_pixels,
             )
         with timed("search", "embed"):
-            query = rt.embedder_for(collection).embed_images([decoded.image])[0]
+            query = rt.query_batcher(collection).embed_image(decoded.image)
         if phash_gate is not None:
             query_phash = phash_hex(decoded.image)
     else:
