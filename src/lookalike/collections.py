@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,9 +91,21 @@ def get_or_create_collection(rt: Lookalike, tenant: str, name: str) -> Collectio
     return found if found is not None else create_collection(rt, tenant, name)
 
 
+# Every search resolves its collection; they change rarely. Entries live this long, so another
+# replica's rename or delete is seen within it; this process's own changes clear the cache.
+_COLLECTION_TTL_S = 5.0
+
+
 def find_collection(rt: Lookalike, tenant: str, id_or_name: str) -> Collection:
+    key = (tenant, id_or_name)
+    cached = rt.collection_cache.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
     with rt.catalog.session() as session:
-        return get_collection(session, tenant, id_or_name)
+        collection = get_collection(session, tenant, id_or_name)
+    rt.collection_cache[key] = (now + _COLLECTION_TTL_S, collection)
+    return collection
 
 
 def all_collections(rt: Lookalike, tenant: str) -> Sequence[Collection]:
@@ -143,6 +156,7 @@ def update_collection(
                 collection.description = description
     except IntegrityError:
         raise Conflict(f"a collection named {name!r} exists already") from None
+    rt.collection_cache.clear()
     return collection
 
 
@@ -153,6 +167,7 @@ def delete_collection(rt: Lookalike, tenant: str, id_or_name: str) -> None:
         keys = _blob_keys(session, Image.collection_id == collection.id)
         session.delete(collection)
         cid = collection.id
+    rt.collection_cache.clear()
     rt.vectors.drop_collection(cid)
     _delete_unused_blobs(rt, keys)
 

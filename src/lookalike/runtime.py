@@ -37,6 +37,8 @@ class Lookalike:
             self._default_embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
             self._batchers: dict[str, QueryBatcher] = {}
+            # (tenant, id or name) -> (expiry, collection); see collections.find_collection
+            self.collection_cache: dict[tuple[str, str], tuple[float, Collection]] = {}
             self.ingest = IngestPipeline(
                 self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -61,8 +62,18 @@ def find_image_by_sha256(session: Session, collection_id: str, sha256: str) -> I
     ).first()
 
 
-def records_by_id(session: Session, ids: Sequence[str]) -> dict[str, Record]:
+@dataclass(frozen=True)
+class RecordSummary:
+    id: str
+    name: str
+    description: str
+
+
+def record_summaries(session: Session, ids: Sequence[str]) -> dict[str, RecordSummary]:
+    """Names and descriptions of records, by id: what search hits show (no full ORM rows)."""
     if not ids:
         return {}
-    rows = session.scalars(select(Record).where(Record.id.in_(set(ids)))).all()
-    return {r.id: r for r in rows}
+    rows = session.execute(
+        select(Record.id, Record.name, Record.description).where(Record.id.in_(set(ids)))
+    ).all()
+    return {r.id: RecordSummary(r.id, r.name, r.description) for r in rows}

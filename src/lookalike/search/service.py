@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lookalike.catalog import Collection
-from lookalike.catalog.repository import get_collection, get_image, records_by_id
+from lookalike.catalog.repository import get_collection, get_image, record_summaries
 from lookalike.errors import CollectionNotFound, InvalidInput, StorageError
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.observability import timed
@@ -156,7 +156,9 @@ def search_similar(
             offset : offset + limit
         ]
     with timed("search", "catalog"), rt.catalog.session() as session:
-        records = records_by_id(session, [str(h.payload["record_id"]) for h in hits if h.payload])
+        records = record_summaries(
+            session, [str(h.payload["record_id"]) for h in hits if h.payload]
+        )
     out: list[SearchHit] = []
     for hit in hits:
         payload = hit.payload or {}
