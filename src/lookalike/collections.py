@@ -23,6 +23,14 @@ from lookalike.vectors.base import IndexSettings, VectorSpec
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,127}$")
 
 
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InvalidInput(
+            "a collection name is 1-128 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
 @dataclass(frozen=True)
 class VectorOptions:
     hnsw_m: int | None = None
@@ -41,11 +49,7 @@ def create_collection(
 ) -> Collection:
     """A new collection embedded with `model` (default: the configured model, or the offline
     fallback when it cannot be had)."""
-    if not _NAME.match(name):
-        raise InvalidInput(
-            "a collection name is 1-128 letters, digits, spaces, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    _check_name(name)
     embedder = load_embedder(rt.settings, model) if model else rt.default_embedder()
     opts = options or VectorOptions()
     index = IndexSettings(
@@ -142,11 +146,8 @@ def update_collection(
     description: str | None = None,
 ) -> Collection:
     """Rename a collection or change its description (its model and vectors stay)."""
-    if name is not None and not _NAME.match(name):
-        raise InvalidInput(
-            "a collection name is 1-128 letters, digits, spaces, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if name is not None:
+        _check_name(name)
     try:
         with rt.catalog.session() as session:
             collection = get_collection(session, tenant, id_or_name)

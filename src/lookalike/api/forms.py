@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -20,6 +21,30 @@ M = TypeVar("M", bound=BaseModel)
 class UnsupportedMediaType(LookalikeError):
     code = "unsupported_media_type"
     status = 415
+
+
+FILE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
+FILES_SCHEMA: dict[str, Any] = {"type": "array", "items": FILE_SCHEMA}
+
+
+def openapi_body(
+    *,
+    form: dict[str, Any] | None = None,
+    required: Sequence[str] = (),
+    json_schema: dict[str, Any] | None = None,
+    binary: bool = False,
+) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its body itself (multipart, JSON or raw bytes)."""
+    content: dict[str, Any] = {}
+    if json_schema is not None:
+        content["application/json"] = {"schema": json_schema}
+    if form is not None:
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "required": list(required), "properties": form}
+        }
+    if binary:
+        content["application/octet-stream"] = {"schema": FILE_SCHEMA}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def is_multipart(request: Request) -> bool:

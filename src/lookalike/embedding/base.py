@@ -9,6 +9,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from lookalike.errors import InvalidInput
+
 Vectors = NDArray[np.float32]
 
 
@@ -40,6 +42,15 @@ class Embedder(ABC):
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_preprocessed(np.stack([self.preprocess(im) for im in images]))
+
+    def _check_batch(self, batch: NDArray[np.float32]) -> None:
+        """Raise `InvalidInput` unless `batch` is (N, 3, input_size, input_size)."""
+        expected = (3, self.input_size, self.input_size)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise InvalidInput(
+                f"{self.name} expects a batch of shape (N, {', '.join(map(str, expected))}), "
+                f"got {tuple(batch.shape)}"
+            )
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:

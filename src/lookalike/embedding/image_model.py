@@ -107,12 +107,7 @@ class ImageEmbedder(Embedder):
             raise InvalidInput(f"cannot prepare image for {self.name}: {exc}") from exc
 
     def embed_preprocessed(self, batch: NDArray[np.float32]) -> Vectors:
-        expected = (3, self.input_size, self.input_size)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-            raise InvalidInput(
-                f"{self.name} expects a batch of shape (N, {', '.join(map(str, expected))}), "
-                f"got {tuple(batch.shape)}"
-            )
+        self._check_batch(batch)
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         session = self._visual_session()

@@ -10,7 +10,14 @@ from starlette.datastructures import UploadFile
 
 from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import is_multipart, json_body, read_uploads, split_tags
+from lookalike.api.forms import (
+    FILES_SCHEMA,
+    is_multipart,
+    json_body,
+    openapi_body,
+    read_uploads,
+    split_tags,
+)
 from lookalike.api.schemas import (
     IngestResultOut,
     RecordCreate,
@@ -22,30 +29,17 @@ from lookalike.errors import InvalidInput
 
 router = APIRouter(tags=["records"])
 
-_MULTIPART_OR_JSON = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "description": {"type": "string"},
-                        "tags": {"type": "string", "description": "comma-separated or JSON list"},
-                        "owner": {"type": "string"},
-                        "images": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                        },
-                    },
-                }
-            },
-            "application/json": {"schema": RecordCreate.model_json_schema()},
-        },
-    }
-}
+_MULTIPART_OR_JSON = openapi_body(
+    form={
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "tags": {"type": "string", "description": "comma-separated or JSON list"},
+        "owner": {"type": "string"},
+        "images": FILES_SCHEMA,
+    },
+    required=["name"],
+    json_schema=RecordCreate.model_json_schema(),
+)
 
 
 @router.post(
@@ -155,25 +149,7 @@ def delete_record(record_id: str, rt: Runtime, caller: Caller) -> None:
 @router.post(
     "/api/records/{record_id}/images",
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["images"],
-                        "properties": {
-                            "images": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            }
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=openapi_body(form={"images": FILES_SCHEMA}, required=["images"]),
 )
 async def add_images(
     record_id: str,

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import is_multipart, json_body, validate
+from lookalike.api.forms import FILE_SCHEMA, is_multipart, json_body, openapi_body, validate
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.collections import find_collection
 from lookalike.errors import InvalidInput
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/search", tags=["search"])
 
 _FORM_FIELDS = {
     "collection": {"type": "string"},
-    "file": {"type": "string", "format": "binary"},
+    "file": FILE_SCHEMA,
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
     "offset": {"type": "integer", "minimum": 0},
     "score_threshold": {"type": "number"},
@@ -31,21 +31,11 @@ _FORM_FIELDS = {
 
 @router.post(
     "/similar",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["collection", "file"],
-                        "properties": _FORM_FIELDS,
-                    }
-                },
-            },
-        }
-    },
+    openapi_extra=openapi_body(
+        form=_FORM_FIELDS,
+        required=["collection", "file"],
+        json_schema={"$ref": "#/components/schemas/SearchRequest"},
+    ),
 )
 async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchResponse:
     """Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON)."""

@@ -13,7 +13,13 @@ from starlette.datastructures import UploadFile
 
 from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import is_multipart, read_uploads, split_tags
+from lookalike.api.forms import (
+    FILES_SCHEMA,
+    is_multipart,
+    openapi_body,
+    read_uploads,
+    split_tags,
+)
 from lookalike.api.schemas import IngestResultOut, Strict
 from lookalike.catalog import Collection, Job
 from lookalike.errors import Busy, InvalidInput, NotFound
@@ -73,14 +79,7 @@ def presign(body: PresignRequest, rt: Runtime, caller: Caller) -> PresignOut:
 @router.put(
     "/api/uploads/{token}",
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        }
-    },
+    openapi_extra=openapi_body(binary=True),
 )
 async def upload(token: str, request: Request, rt: Runtime) -> dict[str, str]:
     """The target of a presigned URL: the signature in the path is the authorisation."""
@@ -131,28 +130,15 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
 @router.post(
     "/api/images/batch",
     status_code=status.HTTP_202_ACCEPTED,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["collection", "images"],
-                        "properties": {
-                            "collection": {"type": "string"},
-                            "record_name": {"type": "string", "description": "one record for all"},
-                            "tags": {"type": "string"},
-                            "images": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            },
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=openapi_body(
+        form={
+            "collection": {"type": "string"},
+            "record_name": {"type": "string", "description": "one record for all the files"},
+            "tags": {"type": "string"},
+            "images": FILES_SCHEMA,
+        },
+        required=["collection", "images"],
+    ),
 )
 async def batch(request: Request, rt: Runtime, caller: Caller) -> list[IngestResultOut]:
     """Many images in one request: one record per file (named after it) or one `record_name`."""
