@@ -13,7 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from lookalike.catalog import Collection, Image, Record
-from lookalike.catalog.repository import get_collection, get_record, list_collections
+from lookalike.catalog.repository import (
+    get_collection,
+    get_record,
+    list_collections,
+    record_conditions,
+)
 from lookalike.embedding import load_embedder
 from lookalike.errors import Conflict, ImageNotFound, InvalidInput, LookalikeError
 from lookalike.ingest.payload import PAYLOAD_INDEXES
@@ -300,11 +305,11 @@ def list_records(
     limit: int = 50,
     offset: int = 0,
     query: str | None = None,
+    owner: str | None = None,
+    tag: str | None = None,
 ) -> tuple[list[Record], int]:
     """A page of the collection's records, newest first, and the total count."""
-    where = [Record.collection_id == collection.id]
-    if query:
-        where.append(Record.name.ilike(f"%{query}%"))
+    where = record_conditions(collection.id, name_contains=query, owner=owner, tag=tag)
     with rt.catalog.session() as session:
         total = session.scalar(select(func.count()).select_from(Record).where(*where)) or 0
         rows = session.scalars(

@@ -220,3 +220,34 @@ def test_upgrade_from_0001_keeps_data(catalog_url: str) -> None:
         assert cat.revision() == cat.head_revision()
     finally:
         cat.close()
+
+
+def test_record_listing_conditions(catalog: Catalog) -> None:
+    from lookalike.catalog.repository import record_conditions
+
+    collection_id, first_id, _ = _seed(catalog)
+    with catalog.session() as s:
+        s.add_all(
+            [
+                Record(collection_id=collection_id, name="Blue_cap 50%", owner="bob",
+                       tags=["blue", "50%_off", "café"]),
+                Record(collection_id=collection_id, name="redundant", owner="bob",
+                       tags=["reddish"]),
+            ]
+        )  # fmt: skip
+
+    def names(**kw: str) -> set[str]:
+        with catalog.session() as s:
+            rows = s.scalars(select(Record).where(*record_conditions(collection_id, **kw)))
+            return {r.name for r in rows}
+
+    assert names() == {"Red sneaker", "Blue_cap 50%", "redundant"}
+    assert names(tag="red") == {"Red sneaker"}  # not "reddish"
+    assert names(tag="50%_off") == {"Blue_cap 50%"}
+    assert names(tag="50") == set()
+    assert names(tag="café") == {"Blue_cap 50%"}
+    assert names(owner="bob") == {"Blue_cap 50%", "redundant"}
+    assert names(name_contains="red") == {"Red sneaker", "redundant"}
+    assert names(name_contains="_cap 50%") == {"Blue_cap 50%"}
+    assert names(name_contains="d_n") == set()  # "_" is no wildcard ("redundant" has "dun")
+    assert first_id

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from lookalike.catalog.models import Collection, Image, Record
@@ -60,6 +61,31 @@ def find_image_by_sha256(session: Session, collection_id: str, sha256: str) -> I
     return session.scalars(
         select(Image).where(Image.collection_id == collection_id, Image.sha256 == sha256)
     ).first()
+
+
+def record_conditions(
+    collection_id: str,
+    *,
+    name_contains: str | None = None,
+    owner: str | None = None,
+    tag: str | None = None,
+) -> list[ColumnElement[bool]]:
+    """WHERE conditions for listing a collection's records, the same on every database."""
+    where: list[ColumnElement[bool]] = [Record.collection_id == collection_id]
+    if name_contains:
+        where.append(Record.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
+    if owner:
+        where.append(Record.owner == owner)
+    if tag:
+        # The JSON list as text contains the tag as a JSON string: portable across SQLite,
+        # PostgreSQL and MySQL without their different JSON operators.
+        needle = _escape_like(json.dumps(tag))
+        where.append(cast(Record.tags, String).like(f"%{needle}%", escape="\\"))
+    return where
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,13 @@ def list_records(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+    tag: Annotated[str | None, Query(max_length=200, description="Has this tag")] = None,
 ) -> dict[str, object]:
     collection = svc.find_collection(rt, caller.tenant, collection_id)
-    rows, total = svc.list_records(rt, collection, limit=limit, offset=offset, query=q)
+    rows, total = svc.list_records(
+        rt, collection, limit=limit, offset=offset, query=q, owner=owner, tag=tag
+    )
     return {
         "items": [RecordOut.of(r, r.images) for r in rows],
         "total": total,
