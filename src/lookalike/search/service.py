@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
-from lookalike.errors import CollectionNotFound, InvalidInput, StorageError
+from lookalike.errors import CollectionNotFound, InvalidInput
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.observability import timed
 from lookalike.runtime import Lookalike
@@ -192,11 +192,3 @@ def _explain_missing_vector(
         f"image {image_id!r} has no vector yet (it is {image.status}); "
         "check its status with GET /api/images/{id}"
     )
-
-
-def stored_original(rt: Lookalike, tenant: str, image_id: str) -> tuple[bytes, str]:
-    with rt.catalog.session() as session:
-        image = get_image(session, tenant, image_id)
-    if image.blob_key is None:
-        raise StorageError(f"image {image_id!r} has no stored original")
-    return rt.blobs.get(image.blob_key), image.mime
