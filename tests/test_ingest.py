@@ -182,3 +182,34 @@ def test_reconcile_repairs_drift(rt: Lookalike, photos: dict[str, bytes]) -> Non
     assert wait_until(lambda: {p.id for p in rt.vectors.iter_points(coll.id)} == {kept, lost})
     assert reconcile(rt, coll, fix=False).orphan_vectors == 0
     assert wait_until(lambda: reconcile(rt, coll, fix=False).missing_vectors == 0)
+
+
+def test_quality_score_is_stored_and_filterable(rt: Lookalike, photos: dict[str, bytes]) -> None:
+    from PIL import ImageFilter
+
+    from lookalike.search import SearchFilters, search_similar
+
+    coll = create_collection(rt, "default", "quality")
+    sharp = PILImage.open(io.BytesIO(photos["astronaut"])).convert("RGB")
+    blurred = sharp.filter(ImageFilter.GaussianBlur(6))
+    buf = io.BytesIO()
+    blurred.save(buf, "PNG")
+    results = rt.ingest.add_many(
+        coll,
+        [
+            (NewRecord(name="sharp", owner="a"), IngestFile(photos["astronaut"])),
+            (NewRecord(name="blurred", owner="a"), IngestFile(buf.getvalue())),
+            (NewRecord(name="query", owner="a"), IngestFile(photos["coffee"])),
+        ],
+        wait=True,
+    )
+    with rt.catalog.session() as s:
+        scores = {i.id: i.quality_score for i in s.scalars(select(Image)).all()}
+    sharp_q, blurred_q = scores[results[0].image_id], scores[results[1].image_id]
+    assert sharp_q is not None and blurred_q is not None
+    assert sharp_q > blurred_q
+    cut = (sharp_q + blurred_q) / 2
+    hits = search_similar(
+        rt, "default", coll.id, image_id=results[2].image_id, filters=SearchFilters(min_quality=cut)
+    )
+    assert {h.name for h in hits} == {"sharp"}

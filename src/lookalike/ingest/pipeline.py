@@ -38,6 +38,7 @@ from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.observability import timed
+from lookalike.quality.scores import quality_score
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
 
@@ -368,6 +369,7 @@ class IngestPipeline:
                 reduce_for=self._working_size(embedder),
             )
         phash = phash_hex(decoded.image)
+        quality = quality_score(decoded.image, (decoded.width, decoded.height)).overall
         thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
         tensor = embedder.preprocess(decoded.image)
 
@@ -389,6 +391,7 @@ class IngestPipeline:
             "blob_key": blob_key,
             "thumbnail_key": thumb_key,
             "status": "pending",
+            "quality_score": round(quality, 4),
             "anomaly_scores": {},
             "created_at": utcnow(),
         }
