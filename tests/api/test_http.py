@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from badfiles import text_named_jpg
 from lookalike.api.app import create_app
 from lookalike.auth import create_token, secret_key
+from lookalike.catalog import Image
 from lookalike.runtime import Lookalike
 from support import jpeg, make_settings, open_image
 
@@ -273,3 +274,18 @@ def test_filter_dsl_over_http(client: TestClient, photos: dict[str, bytes]) -> N
     r = client.post("/api/search/similar", json=body)
     assert r.status_code == 422
     assert "tags" in r.json()["error"]["message"]
+
+
+def test_a_lost_thumbnail_is_made_again(client: TestClient, photos: dict[str, bytes]) -> None:
+    _make_collection(client)
+    created = _upload_record(client, "shop", photos, ["coins"])
+    image_id = created["results"][0]["image_id"]
+    first = client.get(f"/api/images/{image_id}/thumbnail").content
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    with rt.catalog.session() as s:
+        key = s.get(Image, image_id).thumbnail_key
+    rt.blobs.delete(key)  # as if a crash lost the unsynced file
+    again = client.get(f"/api/images/{image_id}/thumbnail")
+    assert again.status_code == 200
+    assert again.content == first
+    assert rt.blobs.exists(key)

@@ -15,7 +15,9 @@ job a restart (`resume`) picks up again from the stored original.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
 from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.config import Settings
-from lookalike.embedding.base import Embedder
+from lookalike.embedding.base import Embedder, Vectors
 from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
@@ -49,6 +51,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 EmbedderFor = Callable[[Collection], Embedder]
+PREPARE_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,13 @@ class IngestPipeline:
         self.vectors = vectors
         self.embedder_for = embedder_for
         self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
-        self._pool = ThreadPoolExecutor(settings.ingest_workers, thread_name_prefix="ingest")
+        self._pool = ThreadPoolExecutor(
+            settings.ingest_workers, thread_name_prefix="ingest", initializer=_yield_to_model
+        )
         self._embed_thread: threading.Thread | None = None
+        self._write_thread: threading.Thread | None = None
+        # At most two inferred batches wait for the writer: the model may run ahead, not away.
+        self._written: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._in_flight = 0
         self._lock = threading.Condition()
         self._touched: set[str] = set()
@@ -132,7 +140,11 @@ class IngestPipeline:
         if self._embed_thread is not None:
             return
         self._embed_thread = threading.Thread(target=self._embed_loop, name="embed", daemon=True)
+        self._write_thread = threading.Thread(
+            target=self._write_loop, name="ingest-write", daemon=True
+        )
         self._embed_thread.start()
+        self._write_thread.start()
         if resume:
             threading.Thread(target=self.resume, name="ingest-resume", daemon=True).start()
 
@@ -143,7 +155,9 @@ class IngestPipeline:
         self.wait_idle()
         self._queue.put(_STOP)
         self._embed_thread.join()
-        self._embed_thread = None
+        if self._write_thread is not None:
+            self._write_thread.join()
+        self._embed_thread = self._write_thread = None
         self._pool.shutdown(wait=True)
 
     def pause(self) -> None:
@@ -433,7 +447,8 @@ class IngestPipeline:
 
         with timed("ingest", "blob_store"):
             self.blobs.put(file.data, content_type=decoded.mime)
-            self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME)
+            # A thumbnail can be made again from the original: no fsync for it.
+            self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME, durable=False)
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
@@ -491,6 +506,7 @@ class IngestPipeline:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._written.put(_STOP)
                 return
             self._unpaused.wait()
             batch: list[_Prepared] = [first]  # type: ignore[list-item]
@@ -506,55 +522,79 @@ class IngestPipeline:
                     stop_after = True
                     break
                 batch.append(nxt)  # type: ignore[arg-type]
-            try:
-                self._embed_batch(batch)
-            finally:
-                for item in batch:
-                    item.done.set()
-                    self._end()
+            # Writing the results is handed to the writer thread, so the model starts on the
+            # next batch at once instead of waiting for the vector engine and the catalog.
+            self._written.put(self._infer(batch))
             if stop_after:
+                self._written.put(_STOP)
                 return
 
-    def _embed_batch(self, batch: list[_Prepared]) -> None:
+    def _infer(self, batch: list[_Prepared]) -> list[tuple[list[_Prepared], Vectors | Exception]]:
         groups: dict[tuple[str, str], list[_Prepared]] = {}
         for item in batch:
             groups.setdefault((item.collection_id, item.vector_name), []).append(item)
-        for (collection_id, vector_name), items in groups.items():
-            ids = [i.image_id for i in items]
+        out: list[tuple[list[_Prepared], Vectors | Exception]] = []
+        for items in groups.values():
             try:
                 with timed("ingest", "embed"):
                     vectors = items[0].embedder.embed_preprocessed(
                         np.stack([i.tensor for i in items])
                     )
-                with timed("ingest", "vector_upsert"):
-                    self.vectors.upsert(
-                        collection_id,
-                        [
-                            Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
-                            for i, vec in zip(items, vectors, strict=True)
-                        ],
-                    )
             except Exception as exc:
                 log.exception("embedding %d images failed", len(items))
-                self._fail_images(ids, f"embedding failed: {exc}")
-                continue
-            now = utcnow()
-            with timed("ingest", "catalog"), self.catalog.session() as session:
-                session.execute(
-                    update(Image)
-                    .where(Image.id.in_(ids))
-                    .values(
-                        status="embedded", error=None, model_id=items[0].model_id, embedded_at=now
-                    )
-                )
-                session.execute(
-                    update(Job)
-                    .where(Job.image_id.in_(ids), Job.kind == "embed")
-                    .values(status="done", updated_at=now)
-                )
-            self._touched.add(collection_id)
-            if self._queue.empty():
+                out.append((items, exc))
+            else:
+                out.append((items, vectors))
+        return out
+
+    def _write_loop(self) -> None:
+        while True:
+            done = self._written.get()
+            if done is _STOP:
+                return
+            try:
+                for items, result in done:
+                    self._write(items, result)
+            finally:
+                for items, _ in done:
+                    for item in items:
+                        item.done.set()
+                        self._end()
+            if self._queue.empty() and self._written.empty():
                 self._after_burst()
+
+    def _write(self, items: list[_Prepared], result: Vectors | Exception) -> None:
+        ids = [i.image_id for i in items]
+        collection_id, vector_name = items[0].collection_id, items[0].vector_name
+        if isinstance(result, Exception):
+            self._fail_images(ids, f"embedding failed: {result}")
+            return
+        try:
+            with timed("ingest", "vector_upsert"):
+                self.vectors.upsert(
+                    collection_id,
+                    [
+                        Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
+                        for i, vec in zip(items, result, strict=True)
+                    ],
+                )
+        except Exception as exc:
+            log.exception("storing %d vectors failed", len(items))
+            self._fail_images(ids, f"storing the vector failed: {exc}")
+            return
+        now = utcnow()
+        with timed("ingest", "catalog"), self.catalog.session() as session:
+            session.execute(
+                update(Image)
+                .where(Image.id.in_(ids))
+                .values(status="embedded", error=None, model_id=items[0].model_id, embedded_at=now)
+            )
+            session.execute(
+                update(Job)
+                .where(Job.image_id.in_(ids), Job.kind == "embed")
+                .values(status="done", updated_at=now)
+            )
+        self._touched.add(collection_id)
 
     def _after_burst(self) -> None:
         """The queue ran dry: a good moment for index maintenance."""
@@ -638,6 +678,16 @@ class IngestPipeline:
             tensor=embedder.preprocess(decoded.image),
             payload=payload,
         )
+
+
+def _yield_to_model() -> None:
+    """Lower this prepare thread's scheduling priority (Linux: threads are tasks).
+
+    The model's inference threads work in lock-step: when one is pre-empted by a prepare thread,
+    the others wait for it. Niced, the prepare work fills the gaps between inference instead.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREPARE_NICENESS)
 
 
 def iter_image_files(paths: Iterable[Path]) -> Iterable[Path]:

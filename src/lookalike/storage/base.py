@@ -19,8 +19,12 @@ class BlobStore(ABC):
         return sha256
 
     @abstractmethod
-    def put(self, data: bytes, *, content_type: str) -> str:
-        """Store `data` atomically and return its key (derived from its sha256)."""
+    def put(self, data: bytes, *, content_type: str, durable: bool = True) -> str:
+        """Store `data` atomically and return its key (derived from its sha256).
+
+        `durable=False` may skip flushing to stable storage: for derived data (thumbnails) that
+        can be made again from an original, a crash may lose it, never corrupt it.
+        """
 
     @abstractmethod
     def get(self, key: str) -> bytes:

@@ -43,7 +43,7 @@ class LocalBlobStore(BlobStore):
 
     # --- BlobStore -----------------------------------------------------------
 
-    def put(self, data: bytes, *, content_type: str) -> str:
+    def put(self, data: bytes, *, content_type: str, durable: bool = True) -> str:
         """Store `data` under its sha256 hex digest and return that key (idempotent)."""
         key = hashlib.sha256(data).hexdigest()
         final = self._path(key)
@@ -60,7 +60,7 @@ class LocalBlobStore(BlobStore):
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                     handle.flush()
-                    if self._fsync:
+                    if self._fsync and durable:
                         os.fsync(handle.fileno())
                 # Atomic on POSIX and Windows; a concurrent writer of the same key renames
                 # identical bytes over it, which readers cannot tell apart.
@@ -69,7 +69,7 @@ class LocalBlobStore(BlobStore):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_name)
                 raise
-            if self._fsync:
+            if self._fsync and durable:
                 _fsync_directory(directory)
         except OSError as exc:
             raise StorageError(

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import ImageOut
 from lookalike.catalog.repository import get_image
+from lookalike.collections import thumbnail_of
 from lookalike.errors import NotFound
 
 router = APIRouter(prefix="/api/images", tags=["images"])
@@ -25,9 +26,7 @@ def read_image(image_id: str, rt: Runtime, caller: Caller) -> ImageOut:
 def read_thumbnail(image_id: str, rt: Runtime, caller: Caller) -> Response:
     with rt.catalog.session() as session:
         image = get_image(session, caller.tenant, image_id)
-    if image.thumbnail_key is None:
-        raise NotFound(f"image {image_id!r} has no thumbnail yet")
-    return Response(rt.blobs.get(image.thumbnail_key), media_type="image/webp", headers=_IMMUTABLE)
+    return Response(thumbnail_of(rt, image), media_type="image/webp", headers=_IMMUTABLE)
 
 
 @router.get("/{image_id}/original", response_class=Response)
