@@ -89,6 +89,17 @@ def _proxy_handler(state: ProxyState, client: httpx.Client) -> type[BaseHTTPRequ
                 fail = state.fail_next > 0
                 if fail:
                     state.fail_next -= 1
+            counted = True
+
+            def leave() -> None:
+                # Before the response goes out: once the client has it, it may send the next
+                # request at once, and that one must not find this one still counted.
+                nonlocal counted
+                if counted:
+                    counted = False
+                    with state.lock:
+                        state.active -= 1
+
             try:
                 if state.hold is not None:
                     state.hold.wait(5)
@@ -96,6 +107,7 @@ def _proxy_handler(state: ProxyState, client: httpx.Client) -> type[BaseHTTPRequ
                     self.close_connection = True
                     return
                 if fail:
+                    leave()
                     self._send(
                         500,
                         {"content-type": "application/json"},
@@ -111,10 +123,10 @@ def _proxy_handler(state: ProxyState, client: httpx.Client) -> type[BaseHTTPRequ
                 kept = {
                     k: v for k, v in upstream.headers.items() if k.lower().startswith(_FORWARDED)
                 }
+                leave()
                 self._send(upstream.status_code, kept, upstream.content)
             finally:
-                with state.lock:
-                    state.active -= 1
+                leave()
 
         def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)

@@ -15,7 +15,7 @@ from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.model_dir import ModelDir
 from lookalike.embedding.preprocess import ImagePreprocessor
 from lookalike.embedding.sessions import OrtSession, ort_session
-from lookalike.errors import InvalidInput, ModelUnavailable, TextSearchUnavailable
+from lookalike.errors import ModelUnavailable, TextSearchUnavailable
 
 DEFAULT_CLIP_MODEL = "clip-vit-b-32-laion2b"
 
@@ -101,10 +101,7 @@ class ImageEmbedder(Embedder):
         return session
 
     def preprocess(self, image: Image.Image) -> NDArray[np.float32]:
-        try:
-            return self._preprocessor(image)
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"cannot prepare image for {self.name}: {exc}") from exc
+        return self._preprocessor.prepare(image, self.name)
 
     def embed_preprocessed(self, batch: NDArray[np.float32]) -> Vectors:
         self._check_batch(batch)

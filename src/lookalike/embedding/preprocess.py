@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from lookalike.embedding.model_dir import PreprocessConfig
+from lookalike.errors import InvalidInput
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -44,6 +45,13 @@ class ImagePreprocessor:
 
     def __call__(self, image: Image.Image) -> NDArray[np.float32]:
         return self.to_array(self.resize(image))
+
+    def prepare(self, image: Image.Image, model_name: str) -> NDArray[np.float32]:
+        """`self(image)`, with a failure reported as `InvalidInput` naming the model."""
+        try:
+            return self(image)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot prepare image for {model_name}: {exc}") from exc
 
     def resize(self, image: Image.Image) -> Image.Image:
         """The model-sized RGB image, before normalisation (useful to look at)."""

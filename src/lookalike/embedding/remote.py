@@ -128,10 +128,7 @@ class RemoteEmbedder(Embedder):
     # --- Embedder
 
     def preprocess(self, image: Image.Image) -> NDArray[np.float32]:
-        try:
-            return self._preprocessor(image)
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"cannot prepare image for {self.name}: {exc}") from exc
+        return self._preprocessor.prepare(image, self.name)
 
     def embed_preprocessed(self, batch: NDArray[np.float32]) -> Vectors:
         self._check_batch(batch)
