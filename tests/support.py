@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lookalike.auth import create_token
 from lookalike.config import Settings
 
 
@@ -44,3 +45,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def bearer(settings: Settings, user: str = "alice", tenant: str = "acme") -> dict[str, str]:
+    """The Authorization header of a fresh token for `user` in `tenant`."""
+    return {"Authorization": f"Bearer {create_token(settings, user=user, tenant=tenant)}"}

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +55,8 @@ def other_rsa_pair() -> tuple[str, str]:
 
 
 @pytest.fixture
-def secured(tmp_path: Path, models_dir: Path) -> Settings:
-    return make_settings(tmp_path / "secured", models_dir, auth="on")
-
-
-@pytest.fixture
-def client(secured: Settings) -> Iterator[TestClient]:
-    with Lookalike(secured) as rt, TestClient(create_app(runtime=rt)) as c:
-        yield c
+def client(secured_client: TestClient) -> TestClient:
+    return secured_client
 
 
 def _b64(data: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from lookalike.auth import SEARCH_AUDIENCE, create_token, secret_key
 from lookalike.catalog import Feedback, Image
 from lookalike.config import Settings
 from lookalike.runtime import Lookalike
-from support import make_settings
+from support import bearer, make_settings
 
 FILES = {"chelsea": "COCO_cat_000962.png", "coffee": "cup.png", "rocket": "launch.png"}
 
@@ -33,10 +33,6 @@ def clip_settings(tmp_path: Path, models_dir: Path, tiny_clip: str) -> Settings:
 def client(clip_settings: Settings) -> Iterator[TestClient]:
     with Lookalike(clip_settings) as rt, TestClient(create_app(runtime=rt)) as c:
         yield c
-
-
-def _auth(settings: Settings, user: str = "alice", tenant: str = "acme") -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(settings, user=user, tenant=tenant)}"}
 
 
 def _fill(
@@ -64,7 +60,7 @@ def _feedback_rows(client: TestClient) -> list[Feedback]:
 def test_search_then_rate(
     client: TestClient, clip_settings: Settings, photos: dict[str, bytes]
 ) -> None:
-    headers = _auth(clip_settings)
+    headers = bearer(clip_settings)
     coll = _fill(client, headers, photos)
     assert coll["supports_text"] is True
 
@@ -107,7 +103,7 @@ def test_search_then_rate(
 def test_image_name_falls_back_to_the_record_name(
     client: TestClient, clip_settings: Settings, photos: dict[str, bytes]
 ) -> None:
-    headers = _auth(clip_settings)
+    headers = bearer(clip_settings)
     _fill(client, headers, photos)
     rt: Lookalike = client.app.state.runtime  # type: ignore[attr-defined]
     with rt.catalog.session() as s:
@@ -121,7 +117,7 @@ def test_which_collection_is_searched(
 ) -> None:
     settings = make_settings(tmp_path / "which", models_dir, model=tiny_clip, auth="on")
     with Lookalike(settings) as rt, TestClient(create_app(runtime=rt)) as client:
-        headers = _auth(settings)
+        headers = bearer(settings)
         r = client.post("/api/v1/search-image", headers=headers, json={"text": "x"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "collection_not_found"
         _fill(client, headers, photos, "first")
@@ -141,7 +137,7 @@ def test_which_collection_is_searched(
 
     configured = settings.model_copy(update={"default_collection": "empty"})
     with Lookalike(configured) as rt, TestClient(create_app(runtime=rt)) as client:
-        r = client.post("/api/v1/search-image", headers=_auth(settings), json={"text": "x"})
+        r = client.post("/api/v1/search-image", headers=bearer(settings), json={"text": "x"})
         assert r.status_code == 200 and r.json()["matches"] == []
 
 
@@ -171,7 +167,7 @@ def test_text_search_on_an_image_only_collection(
 def test_bad_search_requests(
     client: TestClient, clip_settings: Settings, body: dict[str, Any]
 ) -> None:
-    r = client.post("/api/v1/search-image", headers=_auth(clip_settings), json=body)
+    r = client.post("/api/v1/search-image", headers=bearer(clip_settings), json=body)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
 
 
@@ -187,7 +183,7 @@ def _b64(data: dict[str, Any]) -> str:
 def test_feedback_token_must_come_from_a_search(
     client: TestClient, clip_settings: Settings, photos: dict[str, bytes]
 ) -> None:
-    headers = _auth(clip_settings)
+    headers = bearer(clip_settings)
     _fill(client, headers, photos)
     good = client.post("/api/v1/search-image", headers=headers, json={"text": "x"}).json()["jwt"]
     claims = jwt.decode(good, options={"verify_signature": False})
@@ -227,8 +223,8 @@ def test_feedback_token_must_come_from_a_search(
 def test_tenants_search_only_their_own(
     client: TestClient, clip_settings: Settings, photos: dict[str, bytes]
 ) -> None:
-    coll = _fill(client, _auth(clip_settings), photos)
-    other = _auth(clip_settings, "mallory", "globex")
+    coll = _fill(client, bearer(clip_settings), photos)
+    other = bearer(clip_settings, "mallory", "globex")
     r = client.post("/api/v1/search-image", headers=other, json={"text": "x"})
     assert r.status_code == 404
     r = client.post(

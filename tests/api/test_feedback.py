@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lookalike.api.app import create_app
-from lookalike.auth import create_token
 from lookalike.catalog import Feedback
 from lookalike.config import Settings
 from lookalike.runtime import Lookalike
-from support import make_settings
+from support import bearer
 
 
 @pytest.fixture
-def secured(tmp_path: Path, models_dir: Path) -> Settings:
-    return make_settings(tmp_path / "fb", models_dir, auth="on")
-
-
-@pytest.fixture
-def client(secured: Settings) -> Iterator[TestClient]:
-    with Lookalike(secured) as rt, TestClient(create_app(runtime=rt)) as c:
-        yield c
-
-
-def _auth(settings: Settings, user: str, tenant: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(settings, user=user, tenant=tenant)}"}
+def client(secured_client: TestClient) -> TestClient:
+    return secured_client
 
 
 def _record(
@@ -55,8 +41,8 @@ def _feedback_count(client: TestClient) -> int:
 
 
 def test_feedback_flow(client: TestClient, secured: Settings, photos: dict[str, bytes]) -> None:
-    alice = _auth(secured, "alice", "acme")
-    bob = _auth(secured, "bob", "acme")
+    alice = bearer(secured, "alice", "acme")
+    bob = bearer(secured, "bob", "acme")
     created = _record(client, alice, photos, ["chelsea", "coffee"])
     cat, cup = (r["image_id"] for r in created["results"])
 
@@ -129,7 +115,7 @@ def test_bad_feedback_is_refused(
     status: int,
     code: str,
 ) -> None:
-    alice = _auth(secured, "alice", "acme")
+    alice = bearer(secured, "alice", "acme")
     image_id = _record(client, alice, photos, ["coins"])["results"][0]["image_id"]
     if body.get("image_id") == "IMG":
         body = {**body, "image_id": image_id}
@@ -148,8 +134,8 @@ def test_feedback_needs_credentials(client: TestClient) -> None:
 def test_feedback_is_tenant_scoped(
     client: TestClient, secured: Settings, photos: dict[str, bytes]
 ) -> None:
-    alice = _auth(secured, "alice", "acme")
-    mallory = _auth(secured, "mallory", "globex")
+    alice = bearer(secured, "alice", "acme")
+    mallory = bearer(secured, "mallory", "globex")
     theirs = _record(client, alice, photos, ["chelsea"])["results"][0]["image_id"]
     mine = _record(client, mallory, photos, ["rocket"])["results"][0]["image_id"]
     client.post("/api/feedback", headers=alice, json={"image_id": theirs, "action": "relevant"})

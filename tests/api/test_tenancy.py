@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lookalike.api.app import create_app
-from lookalike.auth import create_token
 from lookalike.catalog import Job
 from lookalike.config import Settings
 from lookalike.runtime import Lookalike
-from support import make_settings
+from support import bearer
 
 
 @pytest.fixture
-def secured(tmp_path: Path, models_dir: Path) -> Settings:
-    return make_settings(tmp_path / "tenancy", models_dir, auth="on")
-
-
-@pytest.fixture
-def client(secured: Settings) -> Iterator[TestClient]:
-    with Lookalike(secured) as rt, TestClient(create_app(runtime=rt)) as c:
-        yield c
-
-
-def _auth(settings: Settings, user: str, tenant: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(settings, user=user, tenant=tenant)}"}
+def client(secured_client: TestClient) -> TestClient:
+    return secured_client
 
 
 def _snapshot(client: TestClient, headers: dict[str, str], ids: dict[str, str]) -> dict[str, Any]:
@@ -57,8 +43,8 @@ def _snapshot(client: TestClient, headers: dict[str, str], ids: dict[str, str]) 
 def test_another_tenants_ids_are_not_found_anywhere(
     client: TestClient, secured: Settings, photos: dict[str, bytes]
 ) -> None:
-    a = _auth(secured, "alice", "acme")
-    b = _auth(secured, "mallory", "globex")
+    a = bearer(secured, "alice", "acme")
+    b = bearer(secured, "mallory", "globex")
     coll = client.post("/api/collections", json={"name": "private"}, headers=a).json()
     r = client.post(
         f"/api/collections/{coll['id']}/records?wait=true",

@@ -139,15 +139,11 @@ def _proxy_handler(state: ProxyState, client: httpx.Client) -> type[BaseHTTPRequ
     return Handler
 
 
-class FlakyProxy:
-    """Forwards to `upstream`, failing the next `state.fail_next` requests on demand."""
+class _ThreadedServer:
+    """A stdlib HTTP server on a free loopback port, serving from a background thread."""
 
-    def __init__(self, upstream: str) -> None:
-        self.state = ProxyState(upstream=upstream)
-        self._client = httpx.Client(timeout=30, trust_env=False)
-        self._httpd = ThreadingHTTPServer(
-            ("127.0.0.1", 0), _proxy_handler(self.state, self._client)
-        )
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(
@@ -159,6 +155,19 @@ class FlakyProxy:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+class FlakyProxy:
+    """Forwards to `upstream`, failing the next `state.fail_next` requests on demand."""
+
+    def __init__(self, upstream: str) -> None:
+        self.state = ProxyState(upstream=upstream)
+        self._client = httpx.Client(timeout=30, trust_env=False)
+        self._server = _ThreadedServer(_proxy_handler(self.state, self._client))
+        self.url = self._server.url
+
+    def stop(self) -> None:
+        self._server.stop()
         self._client.close()
 
 
@@ -180,15 +189,8 @@ class FileServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._server = _ThreadedServer(Handler)
+        self.url = self._server.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
