@@ -12,6 +12,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
+# The web app's bundle: inside the package when a wheel ships one, else `make web`'s output in a
+# source checkout.
+_WEB_BUNDLES = (
+    Path(__file__).resolve().parent / "web",
+    Path(__file__).resolve().parents[2] / "web" / "dist",
+)
+
+
+def _default_web_dir() -> Path | None:
+    return next((p for p in _WEB_BUNDLES if (p / "index.html").is_file()), None)
 
 
 class Settings(BaseSettings):
@@ -114,6 +124,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base URL used in preview links.")
     secret_key: str | None = Field(
         default=None, description="Signs tokens and URLs; generated into data_dir when unset."
+    )
+    web_dir: Path | None = Field(
+        default_factory=_default_web_dir,
+        description="The built web app served at `/` (index.html and assets); default: the "
+        "checkout's web/dist once `make web` has built it.",
     )
 
     # Auth

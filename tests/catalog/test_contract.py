@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from lookalike.catalog import ApiKey, Catalog, Collection, Feedback, Image, Job, Record
@@ -188,6 +188,38 @@ def test_feedback_needs_an_existing_image(catalog: Catalog) -> None:
         s.add(Feedback(tenant="t1", image_id="0" * 26, user="alice", action="relevant"))
 
 
+def _seed_0001(catalog: Catalog) -> tuple[str, str]:
+    """Rows as revision 0001 knew them (the models describe the head revision)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    c, r, i = "0" * 25 + "c", "0" * 25 + "r", "0" * 25 + "i"
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO collection (id, tenant, name, description, model, model_id, "
+                "vector_name, dim, vector_settings, created_at, updated_at) VALUES "
+                "(:c, 't1', 'shoes', '', 'm', 'm@abc', 'm', 4, '{}', :now, :now)"
+            ),
+            {"c": c, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO record (id, collection_id, name, description, tags, metadata, owner, "
+                "created_at, updated_at) VALUES (:r, :c, 'Red sneaker', '', '[]', '{}', 'alice', "
+                ":now, :now)"
+            ),
+            {"r": r, "c": c, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO image (id, record_id, collection_id, sha256, phash, width, height, "
+                "mime, bytes, source, status, anomaly_scores, created_at) VALUES (:i, :r, :c, "
+                ":sha, '0f0f0f0f0f0f0f0f', 1, 1, 'image/png', 1, 'upload', 'pending', '{}', :now)"
+            ),
+            {"i": i, "r": r, "c": c, "sha": "a" * 64, "now": now},
+        )
+    return r, i
+
+
 def test_upgrade_from_0001_keeps_data(catalog_url: str) -> None:
     cat = Catalog(catalog_url)
     try:
@@ -197,25 +229,29 @@ def test_upgrade_from_0001_keeps_data(catalog_url: str) -> None:
             command.upgrade(cfg, "0001")
         assert cat.revision() == "0001"
         assert "feedback" not in inspect(cat.engine).get_table_names()
-        _, record_id, image_id = _seed(cat)
+        record_id, image_id = _seed_0001(cat)
 
         cat.migrate()
         assert cat.revision() == cat.head_revision() and cat.head_revision() is not None
         tables = set(inspect(cat.engine).get_table_names())
         assert {"api_key", "feedback", "collection", "record", "image", "job"} <= tables
+        assert {"duplicate_cluster", "duplicate_cluster_member", "pair_verdict"} <= tables
         with cat.session() as s:
             assert s.get(Record, record_id) is not None
+            image = s.get(Image, image_id)
+            assert image is not None and image.anomaly_dnn is None and image.reviewed_at is None
             s.add(Feedback(tenant="t1", image_id=image_id, user="a", action="relevant"))
             s.add(ApiKey(tenant="t1", user="a", prefix="0123456789ab", secret_hash="f" * 64))
 
-        # And back down: 0002's tables go, 0001's data stays.
+        # And back down: the later tables go, 0001's data stays.
         with cat.engine.begin() as connection:
             cfg.attributes["connection"] = connection
             command.downgrade(cfg, "0001")
         tables = set(inspect(cat.engine).get_table_names())
         assert "feedback" not in tables and "api_key" not in tables
-        with cat.session() as s:
-            assert s.get(Image, image_id) is not None
+        assert "pair_verdict" not in tables and "duplicate_cluster" not in tables
+        with cat.engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM image")).scalar_one() == image_id
         cat.migrate()
         assert cat.revision() == cat.head_revision()
     finally:

@@ -64,6 +64,9 @@ class Base(DeclarativeBase):
 IMAGE_STATUSES = ("pending", "embedded", "failed")
 JOB_STATUSES = ("queued", "running", "done", "failed")
 FEEDBACK_ACTIONS = ("relevant", "irrelevant", "duplicate", "anomaly")
+DUPLICATE_TIERS = ("exact", "near_exact", "similar")
+CLUSTER_STATUSES = ("open", "duplicate", "not_duplicate", "merged")
+PAIR_VERDICTS = ("same", "different")
 
 
 class Collection(Base):
@@ -120,6 +123,9 @@ class Image(Base):
         # Idempotent ingest: the same bytes land once per collection.
         UniqueConstraint("collection_id", "sha256", name="uq_image_collection_sha256"),
         Index("ix_image_collection_status", "collection_id", "status"),
+        Index("ix_image_collection_dnn", "collection_id", "anomaly_dnn"),
+        Index("ix_image_collection_density", "collection_id", "anomaly_density"),
+        Index("ix_image_collection_ood", "collection_id", "anomaly_ood"),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
@@ -142,7 +148,20 @@ class Image(Base):
     model_id: Mapped[str | None] = mapped_column(String(160), default=None)
     quality_score: Mapped[float | None] = mapped_column(Float, default=None)
     nsfw_score: Mapped[float | None] = mapped_column(Float, default=None)
-    anomaly_scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The duplicate verdict made at ingest: the nearest image already in the collection.
+    duplicate_tier: Mapped[str | None] = mapped_column(String(16), default=None)
+    duplicate_of: Mapped[str | None] = mapped_column(
+        ForeignKey("image.id", ondelete="SET NULL", name="fk_image_duplicate_of"), default=None
+    )
+    duplicate_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # Anomaly scores (see quality/anomalies.py): columns, so the review queue sorts in the database.
+    anomaly_dnn: Mapped[float | None] = mapped_column(Float, default=None)
+    anomaly_density: Mapped[float | None] = mapped_column(Float, default=None)
+    anomaly_ood: Mapped[float | None] = mapped_column(Float, default=None)
+    anomaly_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    review_note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     embedded_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -216,4 +235,76 @@ class Feedback(Base):
     query_text: Mapped[str | None] = mapped_column(Text, default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     score: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DuplicateCluster(Base):
+    """A group of images a dedup sweep found to be copies of each other, and what people did."""
+
+    __tablename__ = "duplicate_cluster"
+    __table_args__ = (
+        CheckConstraint(
+            "tier IN ('exact', 'near_exact', 'similar')", name="ck_duplicate_cluster_tier"
+        ),
+        Index("ix_duplicate_cluster_collection_status", "collection_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    # The job (sweep) that found it; a new sweep replaces the open clusters of the last one.
+    sweep_id: Mapped[str | None] = mapped_column(String(26), index=True, default=None)
+    tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    keeper_image_id: Mapped[str | None] = mapped_column(
+        ForeignKey("image.id", ondelete="SET NULL"), default=None
+    )
+    decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    members: Mapped[list[DuplicateClusterMember]] = relationship(
+        back_populates="cluster",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="DuplicateClusterMember.image_id",
+    )
+
+
+class DuplicateClusterMember(Base):
+    __tablename__ = "duplicate_cluster_member"
+
+    cluster_id: Mapped[str] = mapped_column(
+        ForeignKey("duplicate_cluster.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    # Cosine similarity to the keeper (1.0 for the keeper itself).
+    score: Mapped[float] = mapped_column(Float, default=1.0)
+
+    cluster: Mapped[DuplicateCluster] = relationship(back_populates="members")
+
+
+class PairVerdict(Base):
+    """A person's "same" / "different" decision on two images; every later sweep honours it.
+
+    Rows are never updated: a later decision on the same pair is a new row and wins, so the
+    history stays. `image_a < image_b` always.
+    """
+
+    __tablename__ = "pair_verdict"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('same', 'different')", name="ck_pair_verdict_verdict"),
+        CheckConstraint("image_a < image_b", name="ck_pair_verdict_order"),
+        Index("ix_pair_verdict_pair", "collection_id", "image_a", "image_b", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64))
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    image_a: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    image_b: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    user: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

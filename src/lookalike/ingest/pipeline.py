@@ -406,7 +406,6 @@ class IngestPipeline:
             "thumbnail_key": thumb_key,
             "status": "pending",
             "quality_score": round(quality, 4),
-            "anomaly_scores": {},
             "created_at": utcnow(),
         }
         with record_lock:
