@@ -9,7 +9,12 @@ DEMO_DIR ?= $(CURDIR)/data/demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck unit bench venv clean
+WEB := web
+WEB_STAMP := $(WEB)/node_modules/.installed
+OUT := $(CURDIR)/test-output
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test lint typecheck unit bench venv clean web web-check api-types e2e chromium
 
 venv: $(STAMP)
 
@@ -19,8 +24,44 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql]'
 	@touch $(STAMP)
 
+# npm ci again only when the lock file changed.
+$(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/package.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	@touch $(WEB_STAMP)
+
+# The web app's bundle in web/dist, which `lookalike serve` serves at /.
+web: $(WEB_STAMP)
+	cd $(WEB) && npm run build
+
+# Regenerates the web app's API types from the OpenAPI document (after an API change).
+api-types: $(STAMP) $(WEB_STAMP)
+	@mkdir -p $(OUT)
+	$(BIN)/python scripts/openapi.py > $(OUT)/openapi.json
+	cd $(WEB) && npm run --silent gen:api -- $(OUT)/openapi.json -o src/api/schema.d.ts
+
+# Types, lint, component tests, and the committed API types against the current API.
+web-check: $(STAMP) $(WEB_STAMP)
+	cd $(WEB) && npm run typecheck && npm run lint && npx vitest run
+	@mkdir -p $(OUT)
+	$(BIN)/python scripts/openapi.py > $(OUT)/openapi.json
+	cd $(WEB) && npm run --silent gen:api -- $(OUT)/openapi.json -o $(OUT)/schema.d.ts
+	@diff -u $(WEB)/src/api/schema.d.ts $(OUT)/schema.d.ts > $(OUT)/schema.diff || { \
+		cat $(OUT)/schema.diff; \
+		echo "web/src/api/schema.d.ts is stale: run 'make api-types' and commit it"; exit 1; }
+
+# The end-to-end tests drive Debian's Chromium (never a downloaded browser).
+chromium:
+	@test -x $(CHROMIUM) || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y chromium chromium-driver || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }; }
+
+# Real server, real collection, real browser; screenshots in test-output/screenshots.
+e2e: $(STAMP) web chromium
+	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) WEB_E2E_OUT=$(OUT) WEB_E2E_REQUIRED=1 \
+		$(BIN)/pytest -q -m e2e tests/e2e
+
 # Converts the offline model once (cached in .cache/models), loads the sample photos, serves.
-demo: $(STAMP)
+demo: $(STAMP) web
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/lookalike model pull efficientnet-lite0
 	LOOKALIKE_AUTH=off LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) LOOKALIKE_DATA_DIR=$(DEMO_DIR) \
 		$(BIN)/lookalike demo --host $(HOST) --port $(PORT)
@@ -33,13 +74,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q
+	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -m "not e2e"
 
-test: lint typecheck unit
+test: lint typecheck web-check unit e2e
 
 bench: $(STAMP)
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 
 clean:
-	rm -rf $(VENV) .cache data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache data .pytest_cache .mypy_cache .ruff_cache test-output \
+		$(WEB)/node_modules $(WEB)/dist

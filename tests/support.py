@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from lookalike.auth import create_token
@@ -30,6 +31,18 @@ def make_settings(data_dir: Path, models_dir: Path, **overrides: object) -> Sett
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def noise_png(seed: int = 0) -> bytes:
+    """A 320x240 PNG of uniform random noise: unlike any photo."""
+    rng = np.random.default_rng(seed)
+    return png(Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)))
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
     return buf.getvalue()
 
 

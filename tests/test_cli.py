@@ -12,6 +12,8 @@ from badfiles import text_named_jpg
 from lookalike.auth import verify_token
 from lookalike.cli import app
 from lookalike.config import Settings
+from lookalike.samples import derived_set
+from support import noise_png
 
 
 @pytest.fixture
@@ -94,3 +96,31 @@ def test_model_list(env: Path) -> None:
     r = CliRunner().invoke(app, ["model", "list"])
     assert r.exit_code == 0, r.output
     assert "efficientnet-lite0" in r.output and "clip-vit-b-32-laion2b" in r.output
+
+
+def test_anomalies(env: Path, tmp_path: Path, photos: dict[str, bytes]) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    # Four photos of one cat, and noise.
+    copies = derived_set({"chelsea": photos["chelsea"]}, transforms=[("jpeg", {}), ("flip", {})])
+    for copy in copies:
+        (folder / copy.name).write_bytes(copy.data)
+    (folder / "chelsea.png").write_bytes(photos["chelsea"])
+    (folder / "noise.png").write_bytes(noise_png())
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(folder), "--collection", "pics"]).exit_code == 0
+
+    r = runner.invoke(app, ["anomalies", "--collection", "pics", "--json", "--sort", "ood"])
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert body["total"] == 4 and body["items"][0]["name"] == "noise"
+    assert set(body["items"][0]["scores"]) == {"dnn", "density", "ood"}
+
+    r = runner.invoke(app, ["anomalies", "-c", "pics", "--recompute", "--limit", "2"])
+    assert r.exit_code == 0, r.output
+    assert "scored 4 images" in r.output and "noise" in r.stdout
+
+    r = runner.invoke(app, ["anomalies", "-c", "pics", "--sort", "quality"])
+    assert r.exit_code == 2 and "sort must be one of" in r.output
+    r = runner.invoke(app, ["anomalies", "-c", "missing"])
+    assert r.exit_code == 2 and "missing" in r.output

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,8 @@ apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_he
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
+export_app = typer.Typer(help="Export training data.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 console = Console(stderr=True)
 out = Console()
@@ -274,6 +276,147 @@ def search(
     for h in hits:
         table.add_row(f"{h.score:.4f}", h.name, h.image_id, h.record_id)
     out.print(table)
+
+
+@app.command()
+def anomalies(
+    collection: CollectionOpt,
+    sort: Annotated[str, typer.Option(help="Rank by: dnn, density or ood.")] = "dnn",
+    limit: Annotated[int, typer.Option(help="Number of images.", min=1, max=200)] = 20,
+    recompute: Annotated[
+        bool, typer.Option("--recompute", help="Recompute every score first.")
+    ] = False,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"items": [...], "total": N} as JSON.')
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The anomaly review queue: the most unusual images not reviewed yet."""
+    from lookalike.anomaly_queue import list_anomalies
+    from lookalike.collections import find_collection
+
+    try:
+        with _open(_settings(data_dir)) as rt:
+            coll = find_collection(rt, tenant, collection)
+            if recompute:
+                result = rt.anomalies.recompute(coll.id)
+                console.print(f"scored {result['scored']} images in {result['seconds']} s")
+            items, total = list_anomalies(rt.catalog, coll, sort=sort, limit=limit)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        out.print_json(json.dumps({"items": [i.as_dict() for i in items], "total": total}))
+        return
+    table = Table("dnn", "density", "ood", "name", "image id", title=f"{total} not reviewed")
+    for i in items:
+        table.add_row(*(_score(x) for x in (i.dnn, i.density, i.ood)), i.name, i.image_id)
+    out.print(table)
+
+
+@app.command()
+def dedup(
+    collection: CollectionOpt,
+    phash_gate: Annotated[
+        int | None, typer.Option(help="pHash bits for near_exact (model default).", min=0, max=11)
+    ] = None,
+    near_exact: Annotated[
+        float | None, typer.Option(help="Confirming cosine for near_exact (model default).")
+    ] = None,
+    similar: Annotated[
+        float | None, typer.Option(help="Cosine for similar (model default).")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"clusters": [...]} as JSON.')
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Sweep a collection for duplicates: clusters with their tier and suggested keeper."""
+    from lookalike.collections import find_collection
+    from lookalike.duplicates import member_details, run_sweep
+
+    thresholds = {
+        "phash_gate": phash_gate,
+        "near_exact_cosine": near_exact,
+        "similar_cosine": similar,
+    }
+    try:
+        with _open(_settings(data_dir)) as rt:
+            coll = find_collection(rt, tenant, collection)
+            with console.status(f"sweeping {coll.name}"):
+                result = run_sweep(rt, coll, thresholds=thresholds)
+            details = member_details(rt, result.clusters)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    clusters: list[dict[str, Any]] = [
+        {
+            "id": c.id,
+            "tier": c.tier,
+            "status": c.status,
+            "keeper": c.keeper_image_id,
+            "members": [
+                {
+                    "image_id": m.image_id,
+                    "record_id": details[m.image_id].record_id,
+                    "name": details[m.image_id].name,
+                    "score": m.score,
+                }
+                for m in sorted(
+                    c.members, key=lambda m: (m.image_id != c.keeper_image_id, -m.score)
+                )
+                if m.image_id in details
+            ],
+        }
+        for c in result.clusters
+    ]
+    if json_out:
+        out.print_json(json.dumps({"clusters": clusters, "stats": result.stats}))
+        return
+    stats = result.stats
+    console.print(
+        f"{stats['points']} images, {len(clusters)} clusters in "
+        f"{sum(stats['seconds'].values()):.2f} s (thresholds {result.thresholds.as_dict()})"
+    )
+    for c in clusters:
+        table = Table("", "score", "name", "image id", title=f"{c['tier']} ({c['status']})")
+        for m in c["members"]:
+            mark = "keep" if m["image_id"] == c["keeper"] else ""
+            table.add_row(mark, f"{m['score']:.4f}", m["name"], m["image_id"])
+        out.print(table)
+
+
+@export_app.command("hard-negatives")
+def export_hard_negatives(
+    collection: CollectionOpt,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="JSON Lines file (default: stdout).")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    data_dir: DataDir = None,
+) -> None:
+    """Pairs people said do not belong together ("irrelevant" search feedback and "different"
+    duplicate verdicts), one JSON object per line, for fine-tuning an embedding model."""
+    from lookalike.duplicates import hard_negatives
+
+    try:
+        with _open(_settings(data_dir)) as rt:
+            rows = list(hard_negatives(rt, tenant, collection))
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    if output is None:
+        sys.stdout.write(lines)
+    else:
+        output.write_text(lines, encoding="utf-8")
+        console.print(f"{len(rows)} hard negatives written to {output}")
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 @app.command()

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +20,15 @@ from lookalike.catalog.repository import (
     record_conditions,
 )
 from lookalike.embedding import load_embedder
+from lookalike.embedding.crops import crops_vector_name
 from lookalike.errors import Conflict, ImageNotFound, InvalidInput, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail
 from lookalike.ingest.payload import PAYLOAD_INDEXES
-from lookalike.runtime import Lookalike
+from lookalike.quality.dedup import model_thresholds
 from lookalike.vectors.base import IndexSettings, VectorSpec
+
+if TYPE_CHECKING:
+    from lookalike.runtime import Lookalike
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,127}$")
 
@@ -42,6 +46,8 @@ class VectorOptions:
     hnsw_m: int | None = None
     hnsw_ef_construct: int | None = None
     quantization: Literal["none", "int8"] | None = None
+    # Also store crop embeddings (embedding/crops.py): part-of-image search, 7x the model work.
+    use_crops: bool = False
 
 
 def create_collection(
@@ -77,6 +83,7 @@ def create_collection(
             "hnsw_ef_construct": index.hnsw_ef_construct,
             "quantization": index.quantization,
             "distance": "cosine",
+            "use_crops": opts.use_crops,
         },
     )
     try:
@@ -84,12 +91,11 @@ def create_collection(
             session.add(collection)
     except IntegrityError:
         raise Conflict(f"a collection named {name!r} exists already") from None
-    rt.vectors.create_collection(
-        collection.id,
-        [VectorSpec(name=embedder.vector_name, dim=embedder.dim)],
-        index,
-        PAYLOAD_INDEXES,
-    )
+    specs = [VectorSpec(name=embedder.vector_name, dim=embedder.dim)]
+    if opts.use_crops:
+        crops = crops_vector_name(embedder.vector_name)
+        specs.append(VectorSpec(name=crops, dim=embedder.dim, multivector=True))
+    rt.vectors.create_collection(collection.id, specs, index, PAYLOAD_INDEXES)
     return collection
 
 
@@ -150,8 +156,10 @@ def update_collection(
     *,
     name: str | None = None,
     description: str | None = None,
+    dedup: dict[str, Any] | None = None,
 ) -> Collection:
-    """Rename a collection or change its description (its model and vectors stay)."""
+    """Rename a collection, change its description or its duplicate thresholds (its model and
+    vectors stay)."""
     if name is not None:
         _check_name(name)
     try:
@@ -161,6 +169,11 @@ def update_collection(
                 collection.name = name
             if description is not None:
                 collection.description = description
+            if dedup is not None:
+                stored = {**(collection.vector_settings or {}).get("dedup", {}), **dedup}
+                # Checked against the model's defaults so a bad combination is refused now.
+                model_thresholds(collection.model).merged(stored)
+                collection.vector_settings = {**(collection.vector_settings or {}), "dedup": stored}
     except IntegrityError:
         raise Conflict(f"a collection named {name!r} exists already") from None
     rt.collection_cache.clear()

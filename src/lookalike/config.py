@@ -85,9 +85,15 @@ class Settings(BaseSettings):
     )
     embed_fetch_timeout_s: float = Field(default=10.0, gt=0)
 
-    @field_validator("embed_allowed_urls", "cors_origins", mode="before")
+    @field_validator(
+        "embed_allowed_urls",
+        "cors_origins",
+        "dedup_keeper_policy",
+        "dedup_preferred_formats",
+        mode="before",
+    )
     @classmethod
-    def _split_urls(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -106,6 +112,20 @@ class Settings(BaseSettings):
         default=4, ge=1, le=32, description="Prepare threads (decode, hash, thumbnail, writes)."
     )
 
+    # Moderation (lookalike.quality.nsfw)
+    nsfw: bool = Field(
+        default=True,
+        description="Score every ingested image with the NudeNet detector of the `nudenet` "
+        "package (payload field `nsfw`, filter `max_nsfw`); about 30 ms of one core per image.",
+    )
+    nsfw_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="ONNX Runtime threads of the NSFW detector; it runs in the ingest prepare "
+        "threads, so a small number leaves the cores to the embedding model.",
+    )
+
     # Vector engine
     vector_backend: Literal["qdrant-edge"] = "qdrant-edge"
     hnsw_m: int = Field(default=16, ge=4, le=128)
@@ -115,6 +135,46 @@ class Settings(BaseSettings):
     quantization: Literal["none", "int8"] = "int8"
     indexing_threshold: int = Field(
         default=20_000, ge=0, description="Points before an HNSW index is built (exact scan below)."
+    )
+
+    # Dedup (thresholds are per model and per collection: see quality/dedup.py)
+    dedup_neighbours: int = Field(
+        default=10, ge=1, le=100, description="Nearest neighbours a sweep looks at per image."
+    )
+    dedup_keeper_policy: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["resolution", "quality", "oldest", "format"],
+        description="How a duplicate cluster's keeper is chosen, first rule first: resolution "
+        "(most pixels), quality (best quality score), oldest, newest, format (earliest in "
+        "dedup_preferred_formats), bytes (largest file).",
+    )
+    dedup_preferred_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/webp",
+            "image/avif",
+            "image/heic",
+            "image/jpeg",
+        ]
+    )
+
+    @field_validator("dedup_keeper_policy")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        known = {"resolution", "quality", "oldest", "newest", "format", "bytes"}
+        unknown = [rule for rule in value if rule not in known]
+        if unknown:
+            raise ValueError(f"unknown keeper rule(s) {unknown}; known: {sorted(known)}")
+        return value
+
+    # Anomaly scores (lookalike.anomaly_queue)
+    anomaly_k: int = Field(
+        default=10, ge=1, le=100, description="Neighbours the anomaly scores compare each image to."
+    )
+    anomaly_recompute_interval_s: float = Field(
+        default=6 * 3600,
+        ge=0,
+        description="Recompute every collection's anomaly scores in full this often (ingest "
+        "updates them in between, approximately); 0: never on a schedule.",
     )
 
     # Server

@@ -9,12 +9,15 @@ import logging
 import threading
 from types import TracebackType
 
+from lookalike.anomaly_queue import AnomalyScorer
 from lookalike.catalog import Catalog, Collection
 from lookalike.config import Settings
+from lookalike.duplicates import SWEEP_JOB, IngestVerdicts, sweep_job
 from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
 from lookalike.embedding.batching import QueryBatcher
 from lookalike.errors import ModelUnavailable
 from lookalike.ingest.pipeline import IngestPipeline
+from lookalike.jobs import JobRunner
 from lookalike.storage.local import LocalBlobStore
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
 
@@ -42,11 +45,20 @@ class Lookalike:
             self.ingest = IngestPipeline(
                 self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
             )
+            # Background work besides embedding; each feature registers its kinds of jobs and
+            # its after-ingest steps here.
+            self.jobs = JobRunner(self.catalog)
+            self.ingest.after_write.append(IngestVerdicts(self))
+            self.jobs.register(SWEEP_JOB, sweep_job(self))
+            # Anomaly scores: updated after each ingest batch, recomputed in full on a schedule.
+            self.anomalies = AnomalyScorer(self.settings, self.catalog, self.vectors)
+            self.anomalies.attach(self.ingest, self.jobs)
         except BaseException:
             self.vectors.close()
             raise
         if start:
             self.ingest.start()
+            self.jobs.start()
 
     # --- models -------------------------------------------------------------
 
@@ -88,6 +100,7 @@ class Lookalike:
     def close(self) -> None:
         for batcher in self._batchers.values():
             batcher.close()
+        self.jobs.stop()
         self.ingest.stop()
         self.vectors.close()
         self.catalog.close()

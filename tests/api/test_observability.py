@@ -80,7 +80,7 @@ def test_metrics_count_requests_by_route_template_and_stage(
     r = client.post("/api/search/similar", data={"collection": "shop"}, files=upload)
     assert r.status_code == 200, r.text
     assert client.get("/api/images/nope").status_code == 404
-    assert client.get("/no/such/path").status_code == 404
+    assert client.get("/api/no/such/path").status_code == 404
 
     m = _scrape(client)
     total = "lookalike_http_requests_total"
@@ -91,7 +91,7 @@ def test_metrics_count_requests_by_route_template_and_stage(
     # Route templates only: no image id and no raw path becomes a label.
     routes = {s["route"] for s in _series(m, total)}
     assert not any(i in route for i in image_ids for route in routes)
-    assert "/no/such/path" not in routes
+    assert "/api/no/such/path" not in routes
     hist = "lookalike_http_request_duration_seconds"
     labels = {"method": "POST", "route": "/api/search/similar", "status": "2xx"}
     assert _value(m, f"{hist}_count", **labels) == 4
@@ -197,19 +197,19 @@ def test_unhandled_error_is_a_plain_500_and_a_logged_trace(
 ) -> None:
     app = create_app(runtime=rt)
 
-    @app.get("/boom")
+    @app.get("/api/boom")
     def boom() -> None:
         logging.getLogger("lookalike.test").info("about to fail")
         raise RuntimeError("secret detail /etc/passwd")
 
     with TestClient(app) as client:
-        r = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        r = client.get("/api/boom", headers={"X-Request-ID": "boom-1"})
         m = _scrape(client)
     assert r.status_code == 500
     assert r.headers["x-request-id"] == "boom-1"
     assert r.json() == {"error": {"code": "internal", "message": r.json()["error"]["message"]}}
     assert "Traceback" not in r.text and "secret" not in r.text and "boom" not in r.text
-    assert _value(m, "lookalike_http_requests_total", method="GET", route="/boom", status="5xx")
+    assert _value(m, "lookalike_http_requests_total", method="GET", route="/api/boom", status="5xx")
 
     lines = [x for x in _json_lines(captured) if x.get("request_id") == "boom-1"]
     # The line the route logged from its worker thread carries the id too.

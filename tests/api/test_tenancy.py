@@ -32,6 +32,8 @@ def _snapshot(client: TestClient, headers: dict[str, str], ids: dict[str, str]) 
         "thumbnail": client.get(f"/api/images/{image}/thumbnail", headers=headers).content,
         "original": client.get(f"/api/images/{image}/original", headers=headers).content,
         "feedback": client.get(f"/api/images/{image}/feedback", headers=headers).json(),
+        "pairs": client.get(f"/api/images/{image}/pairs", headers=headers).json(),
+        "clusters": client.get(f"/api/collections/{collection}/clusters", headers=headers).json(),
         "search": client.post(
             "/api/search/similar",
             headers=headers,
@@ -67,6 +69,12 @@ def test_another_tenants_ids_are_not_found_anywhere(
         ).status_code
         == 201
     )
+    # A "same" decision makes the two images a duplicate cluster, so cluster routes have an id.
+    second = r.json()["results"][1]["image_id"]
+    pair = {"image_a": ids["image_id"], "image_b": second, "verdict": "same"}
+    assert client.post("/api/duplicates/pairs", headers=a, json=pair).status_code == 201
+    swept_a = client.post("/api/search/cluster", headers=a, json={"collection": coll["id"]})
+    ids["cluster_id"] = swept_a.json()["clusters"][0]["id"]
     # B has a collection and an image of its own, so "not found" is about ownership.
     own = client.post("/api/collections", json={"name": "private"}, headers=b).json()
     r = client.post(
@@ -109,6 +117,10 @@ def test_another_tenants_ids_are_not_found_anywhere(
             {"data": {"collection": cid}, "files": {"file": ("q.png", photos["chelsea"])}},
         ),
         ("POST", "/api/v1/search-image", {"json": {"text": "cat", "collection": cid}}),
+        ("POST", "/api/search/cluster", {"json": {"collection": cid}}),
+        ("POST", "/api/search/cluster", {"json": {"collection": own["id"], "image_ids": [iid]}}),
+        ("POST", "/api/duplicates/pairs", {"json": {**pair, "image_b": own_image}}),
+        ("POST", f"/api/clusters/{ids['cluster_id']}/merge", {"json": {"mode": "drop"}}),
     ]
     for method, path, kwargs in attempts:
         r = client.request(method, path, headers=b, **kwargs)

@@ -12,9 +12,11 @@ from ulid import ULID
 from lookalike.errors import InvalidInput
 from lookalike.quality.anomalies import (
     AnomalyScores,
+    OodStats,
     anomaly_scores,
     neighbours_of,
     score_collection,
+    score_new_points,
 )
 from lookalike.vectors.base import IndexSettings, Point, VectorSpec
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
@@ -143,5 +145,98 @@ def test_neighbours_through_qdrant_edge_match_brute_force(tmp_path: Path) -> Non
         assert set(scores) == set(ids)
         for pid in ids:
             assert scores[pid].as_dict() == pytest.approx(reference[pid].as_dict(), abs=1e-5)
+    finally:
+        index.close()
+
+
+# --- incremental: OodStats and score_new_points -----------------------------------------
+
+
+def test_ood_stats_give_the_collections_ood() -> None:
+    ids, vectors, outliers = _dataset()
+    expected = anomaly_scores(ids, vectors, _brute_neighbours(ids, vectors, K), K)
+    # Counted in three uneven chunks, unnormalised: the same sums as all at once.
+    stats = OodStats.of(DIM, [vectors[:7] * 3.0, vectors[7:250], vectors[250:]])
+    assert stats.count == len(ids)
+    ood = stats.ood(vectors)
+    assert ood == pytest.approx([expected[pid].ood for pid in ids], abs=1e-6)
+    assert {ids[i] for i in np.argsort(-ood)[:3]} == outliers
+
+
+def test_ood_stats_without_spread_or_direction_give_zero() -> None:
+    same = np.tile(_unit(np.ones((1, DIM))), (5, 1))
+    assert OodStats.of(DIM, [same]).ood(same) == pytest.approx(np.zeros(5))
+    opposite = np.vstack([same[:1], -same[:1]])
+    assert OodStats.of(DIM, [opposite]).ood(opposite) == pytest.approx(np.zeros(2))
+    assert OodStats(DIM).ood(same) == pytest.approx(np.zeros(5))
+    with pytest.raises(InvalidInput):
+        OodStats(DIM).add(same[0])
+    with pytest.raises(InvalidInput):
+        OodStats(DIM).add(np.zeros((2, DIM + 1)))
+
+
+def test_new_points_scored_from_one_search_each(tmp_path: Path) -> None:
+    ids, vectors, _ = _dataset()
+    ids = [str(ULID()) for _ in ids]  # the engine wants ULIDs
+    outlier_ids = set(ids[300:])
+    # The batch: the three outliers and five cluster points, stored after the rest.
+    new = [*range(300, 303), 0, 100, 101, 200, 299]
+    old = [i for i in range(len(ids)) if i not in new]
+    index = QdrantEdgeIndex(tmp_path, full_scan_points=10_000)
+    try:
+        index.create_collection("imgs", [VectorSpec("clip", DIM)], IndexSettings(), {})
+        index.upsert("imgs", [Point(ids[i], {"clip": vectors[i]}) for i in old])
+        index.upsert("imgs", [Point(ids[i], {"clip": vectors[i]}) for i in new])
+        stats = OodStats.of(DIM, [vectors])
+        found = score_new_points(
+            index, "imgs", "clip", [ids[i] for i in new], vectors[new], K, stats=stats
+        )
+    finally:
+        index.close()
+
+    brute = _brute_neighbours(ids, vectors, K)
+    exact = anomaly_scores(ids, vectors, brute, K)
+    assert set(found.new) == {ids[i] for i in new}
+    for pid, scores in found.new.items():
+        assert scores.dnn == pytest.approx(exact[pid].dnn, abs=1e-5)
+        assert scores.ood == pytest.approx(exact[pid].ood, abs=1e-5)
+        # Neighbours' kdist are upper bounds, so density can only come out lower.
+        assert scores.density <= exact[pid].density + 1e-5
+    assert all(found.new[pid].density > 1.5 for pid in outlier_ids)
+    assert all(found.new[ids[i]].density < 1.5 for i in new if ids[i] not in outlier_ids)
+
+    new_ids = {ids[i] for i in new}
+    reverse = found_reverse = 0
+    for i in old:
+        pid = ids[i]
+        nearest = min(float(1.0 - vectors[i].astype(np.float64) @ vectors[j]) for j in new)
+        if brute[pid][0][0] in new_ids:  # a new point is now its nearest neighbour
+            reverse += 1
+            if pid in found.nearest_new:
+                found_reverse += 1
+                assert found.nearest_new[pid] == pytest.approx(brute[pid][0][1], abs=1e-5)
+        if pid in found.nearest_new:  # the distance to a new point that found it
+            assert found.nearest_new[pid] >= nearest - 1e-5
+            assert found.estimates[pid].dnn >= exact[pid].dnn - 1e-5
+    # kNN is not symmetric: a point at the edge of its cluster can have a new point as its
+    # nearest without being among that point's 2k nearest. Most are found.
+    assert reverse >= 3 and found_reverse >= 0.75 * reverse
+    assert set(found.estimates) == set(found.nearest_new)
+    assert not new_ids & set(found.nearest_new)
+
+
+def test_a_point_alone_has_no_scores(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex(tmp_path)
+    try:
+        index.create_collection("imgs", [VectorSpec("clip", 16)], IndexSettings(), {})
+        pid = str(ULID())
+        vector = _unit(np.ones((1, 16)))
+        index.upsert("imgs", [Point(pid, {"clip": vector[0]})])
+        found = score_new_points(index, "imgs", "clip", [pid], vector, K)
+        assert found.new == {} and found.nearest_new == {}
+        with pytest.raises(InvalidInput):
+            score_new_points(index, "imgs", "clip", [pid], vector, 0)
+        with pytest.raises(InvalidInput):
+            score_new_points(index, "imgs", "clip", [pid, pid], vector, K)
     finally:
         index.close()

@@ -7,23 +7,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from lookalike import __version__
 from lookalike.api.errors import install_error_handlers
+from lookalike.api.forms import add_body_schemas
 from lookalike.api.limits import install_limits
 from lookalike.api.observability import install_observability
 from lookalike.api.routes import (
     collections,
     compat,
+    dedup,
     feedback,
     health,
     images,
+    qa,
     records,
     search,
+    session,
     uploads,
 )
+from lookalike.api.web import install_web_app
 from lookalike.config import Settings
 from lookalike.errors import LookalikeError
 from lookalike.runtime import Lookalike
@@ -72,11 +76,21 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
     # Limits first, observability last: the outermost middleware sees every answer.
     install_limits(app, settings)
     install_observability(app, settings)
-    for module in (health, collections, records, images, uploads, search, feedback, compat):
+    for module in (
+        health,
+        session,
+        collections,
+        records,
+        images,
+        uploads,
+        search,
+        dedup,
+        feedback,
+        qa,
+        compat,
+    ):
         app.include_router(module.router)
-
-    @app.get("/", include_in_schema=False)
-    def index() -> RedirectResponse:
-        return RedirectResponse("/api/docs")
-
+    add_body_schemas(app)
+    # Last: the web app's catch-all answers only what no route above did.
+    install_web_app(app, settings.web_dir)
     return app

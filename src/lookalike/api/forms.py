@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 from starlette.datastructures import UploadFile
 
 from lookalike.errors import InvalidInput, LookalikeError
@@ -26,15 +27,26 @@ class UnsupportedMediaType(LookalikeError):
 FILE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
 FILES_SCHEMA: dict[str, Any] = {"type": "array", "items": FILE_SCHEMA}
 
+# Models that hand-written bodies refer to by `$ref`; FastAPI only lists the models its routes
+# declare, so `add_body_schemas` adds these to the document's components.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
 
 def openapi_body(
     *,
     form: dict[str, Any] | None = None,
     required: Sequence[str] = (),
     json_schema: dict[str, Any] | None = None,
+    json_model: type[BaseModel] | None = None,
     binary: bool = False,
 ) -> dict[str, Any]:
-    """`openapi_extra` for a route that reads its body itself (multipart, JSON or raw bytes)."""
+    """`openapi_extra` for a route that reads its body itself (multipart, JSON or raw bytes).
+
+    `json_model` documents the JSON body as a reference to that model's component, nested
+    models included (needs `add_body_schemas` on the app)."""
+    if json_model is not None:
+        _BODY_MODELS[json_model.__name__] = json_model
+        json_schema = {"$ref": f"#/components/schemas/{json_model.__name__}"}
     content: dict[str, Any] = {}
     if json_schema is not None:
         content["application/json"] = {"schema": json_schema}
@@ -45,6 +57,25 @@ def openapi_body(
     if binary:
         content["application/octet-stream"] = {"schema": FILE_SCHEMA}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def add_body_schemas(app: FastAPI) -> None:
+    """Add the models `openapi_body(json_model=...)` refers to to `app`'s OpenAPI components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            _, defs = models_json_schema(
+                [(m, "validation") for m in _BODY_MODELS.values()],
+                ref_template="#/components/schemas/{model}",
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in defs.get("$defs", {}).items():
+                schemas.setdefault(name, schema)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def is_multipart(request: Request) -> bool:

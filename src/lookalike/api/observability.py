@@ -74,7 +74,9 @@ class RouteTemplates:
             paths += list(self._app.openapi().get("paths", {}))
         except Exception:
             log.exception("listing the routes for metrics failed")
-        return [(compile_path(p)[0], p) for p in dict.fromkeys(paths)]
+        # Not the web app's catch-all (`/{path:path}`): it would claim every API path.
+        kept = [p for p in dict.fromkeys(paths) if ":path}" not in p]
+        return [(compile_path(p)[0], p) for p in kept]
 
 
 def route_template(scope: Scope, templates: RouteTemplates | None = None) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lookalike.anomaly_queue import AnomalyItem
 from lookalike.catalog import Collection, Feedback, Image, Record
 from lookalike.ingest.pipeline import IngestResult
 from lookalike.search.filters import SearchFilters
@@ -24,11 +25,28 @@ class CollectionCreate(Strict):
     hnsw_m: int | None = Field(default=None, ge=4, le=128)
     hnsw_ef_construct: int | None = Field(default=None, ge=8, le=1024)
     quantization: Literal["none", "int8"] | None = None
+    use_crops: bool = Field(
+        default=False,
+        description="Also embed a 2x2 grid and up to 2 salient crops of every image, so a query "
+        "showing part of an image finds it (search with use_crops); about 7x the embedding work "
+        "at ingest. Fixed at creation.",
+    )
+
+
+class DedupThresholdsIn(Strict):
+    phash_gate: int | None = Field(default=None, ge=0, le=11, description="pHash bits, 0..11.")
+    near_exact_cosine: float | None = Field(default=None, gt=0, le=1)
+    similar_cosine: float | None = Field(default=None, gt=0, le=1)
 
 
 class CollectionUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     description: str | None = Field(default=None, max_length=10_000)
+    dedup: DedupThresholdsIn | None = Field(
+        default=None,
+        description="This collection's duplicate thresholds (unset fields keep the model's "
+        "defaults).",
+    )
 
 
 class CollectionOut(BaseModel):
@@ -63,6 +81,38 @@ class CollectionOut(BaseModel):
         )
 
 
+class AnomalyScoresOut(BaseModel):
+    """Outlier scores, larger = more unusual (null until the image has been scored)."""
+
+    dnn: float | None = Field(description="Cosine distance to the nearest other image.")
+    density: float | None = Field(
+        description="Mean distance to its k nearest relative to theirs (LOF-style; ~1 inside a "
+        "cluster)."
+    )
+    ood: float | None = Field(
+        description="z-score of its distance from the collection's mean direction."
+    )
+
+
+class ImageAnomalyOut(AnomalyScoresOut):
+    reviewed_at: datetime | None
+
+    @classmethod
+    def of(cls, i: Image) -> ImageAnomalyOut:
+        return cls(
+            dnn=i.anomaly_dnn,
+            density=i.anomaly_density,
+            ood=i.anomaly_ood,
+            reviewed_at=i.reviewed_at,
+        )
+
+
+class DuplicateVerdictOut(BaseModel):
+    tier: str = Field(description="exact | near_exact | similar")
+    image_id: str
+    score: float = Field(description="Cosine similarity of the two embeddings.")
+
+
 class ImageOut(BaseModel):
     id: str
     record_id: str
@@ -79,6 +129,10 @@ class ImageOut(BaseModel):
     error: str | None
     quality_score: float | None
     nsfw_score: float | None
+    anomaly: ImageAnomalyOut
+    duplicate: DuplicateVerdictOut | None = Field(
+        default=None, description="The nearest image already in the collection at ingest."
+    )
     created_at: datetime
     thumbnail_url: str
     preview_url: str
@@ -102,6 +156,12 @@ class ImageOut(BaseModel):
             error=i.error,
             quality_score=i.quality_score,
             nsfw_score=i.nsfw_score,
+            anomaly=ImageAnomalyOut.of(i),
+            duplicate=DuplicateVerdictOut(
+                tier=i.duplicate_tier, image_id=i.duplicate_of, score=i.duplicate_score or 0.0
+            )
+            if i.duplicate_tier and i.duplicate_of
+            else None,
             created_at=i.created_at,
             thumbnail_url=thumbnail_url(i.id),
             preview_url=thumbnail_url(i.id),
@@ -142,6 +202,11 @@ class IngestResultOut(BaseModel):
     record_id: str | None
     job_id: str | None = None
     error: dict[str, str] | None = None
+    duplicate: DuplicateVerdictOut | None = Field(
+        default=None,
+        description="For status duplicate: the stored image with the same bytes (tier exact). "
+        "An added image's near-duplicate verdict is on the image once embedded.",
+    )
 
     @classmethod
     def of(cls, r: IngestResult) -> IngestResultOut:
@@ -153,7 +218,17 @@ class IngestResultOut(BaseModel):
             record_id=r.record_id,
             job_id=r.job_id,
             error=error,
+            duplicate=DuplicateVerdictOut(tier="exact", image_id=r.image_id, score=1.0)
+            if r.status == "duplicate" and r.image_id
+            else None,
         )
+
+
+class RecordPage(BaseModel):
+    items: list[RecordOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class RecordCreated(BaseModel):
@@ -191,6 +266,11 @@ class SearchRequest(Strict):
         ge=0,
         le=11,
         description="Only images whose pHash is within this many bits of the query image's.",
+    )
+    use_crops: bool = Field(
+        default=False,
+        description="Also match the query against the crops of each image (a collection created "
+        "with use_crops); a hit scores the best of its global and crop similarities.",
     )
 
 
@@ -296,3 +376,52 @@ class CreateFeedbackResponse(BaseModel):
     id: str
     search_id: str
     user_feedback: int
+
+
+# --- anomaly review queue -----------------------------------------------------------
+
+
+class AnomalyItemOut(BaseModel):
+    image_id: str
+    record_id: str
+    name: str = Field(description="The record's name.")
+    scores: AnomalyScoresOut
+    reviewed: bool
+    reviewed_at: datetime | None
+    reviewed_by: str | None
+    review_note: str | None
+    preview_url: str
+
+    @classmethod
+    def of(cls, item: AnomalyItem) -> AnomalyItemOut:
+        return cls(
+            image_id=item.image_id,
+            record_id=item.record_id,
+            name=item.name,
+            scores=AnomalyScoresOut(dnn=item.dnn, density=item.density, ood=item.ood),
+            reviewed=item.reviewed,
+            reviewed_at=item.reviewed_at,
+            reviewed_by=item.reviewed_by,
+            review_note=item.review_note,
+            preview_url=item.preview_url,
+        )
+
+
+class AnomalyPage(BaseModel):
+    items: list[AnomalyItemOut]
+    total: int = Field(description="Images matching the filters, over all pages.")
+
+
+class AnomalyReview(Strict):
+    reviewed: bool = Field(strict=True, description="false puts the image back in the queue.")
+    note: str | None = Field(
+        default=None, max_length=4000, description="Replaces the image's review note."
+    )
+
+
+class AnomalyRecompute(Strict):
+    collection: str = Field(min_length=1, max_length=128, description="Collection id or name.")
+
+
+class JobAccepted(BaseModel):
+    job_id: str = Field(description="Follow it at GET /api/jobs/{id}; its `result` when done.")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL.Image import Image as PILImage
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -36,10 +37,12 @@ from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, u
 from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.config import Settings
 from lookalike.embedding.base import Embedder, Vectors
+from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
 from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.observability import timed
+from lookalike.quality.nsfw import NsfwDetector, shared_detector
 from lookalike.quality.scores import quality_score
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
@@ -51,6 +54,21 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 EmbedderFor = Callable[[Collection], Embedder]
+
+
+@dataclass(frozen=True)
+class Written:
+    """Images of one collection whose vectors were just stored (in ingest order)."""
+
+    collection_id: str
+    vector_name: str
+    image_ids: list[str]
+    vectors: Vectors
+
+
+# Called by the writer thread after each batch is stored and marked embedded, before the waiting
+# callers are released: work that must see the new vectors (duplicate verdicts, anomaly scores).
+AfterWrite = Callable[[Written], None]
 PREPARE_NICENESS = 10
 
 
@@ -99,6 +117,12 @@ class _Prepared:
     tensor: NDArray[np.float32]
     payload: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
+    # Collections with `use_crops`: the crops' model inputs (n, C, H, W), and after inference
+    # their vectors, stored as the multivector `crops_vector`. The inputs wait in the queue as
+    # float16 (1.8 MB an image instead of 3.6; rounding moves a pixel by under 1/15 grey level).
+    crops: NDArray[np.float16] | None = None
+    crops_vector: str | None = None
+    crop_vectors: Vectors | None = None
 
 
 _STOP = object()
@@ -114,12 +138,18 @@ class IngestPipeline:
         blobs: BlobStore,
         vectors: VectorIndex,
         embedder_for: EmbedderFor,
+        after_write: Sequence[AfterWrite] = (),
     ) -> None:
         self.settings = settings
+        self.after_write = list(after_write)
         self.catalog = catalog
         self.blobs = blobs
         self.vectors = vectors
         self.embedder_for = embedder_for
+        # Loaded on the first image; None when moderation scores are switched off.
+        self.nsfw: NsfwDetector | None = (
+            shared_detector(settings.nsfw_threads) if settings.nsfw else None
+        )
         self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
         self._pool = ThreadPoolExecutor(
             settings.ingest_workers, thread_name_prefix="ingest", initializer=_yield_to_model
@@ -380,12 +410,14 @@ class IngestPipeline:
                 file.data,
                 max_bytes=settings.max_image_bytes,
                 max_pixels=settings.max_image_pixels,
-                reduce_for=self._working_size(embedder),
+                reduce_for=self._working_size(embedder, collection),
             )
         phash = phash_hex(decoded.image)
         quality = quality_score(decoded.image, (decoded.width, decoded.height)).overall
+        nsfw = self._nsfw_score(decoded.image)
         thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
         tensor = embedder.preprocess(decoded.image)
+        crops = self._crops(collection, embedder, decoded.image)
 
         image_id = new_id()
         job_id = new_id()
@@ -406,6 +438,7 @@ class IngestPipeline:
             "thumbnail_key": thumb_key,
             "status": "pending",
             "quality_score": round(quality, 4),
+            "nsfw_score": nsfw,
             "created_at": utcnow(),
         }
         with record_lock:
@@ -456,17 +489,44 @@ class IngestPipeline:
             embedder=embedder,
             tensor=tensor,
             payload=payload,
+            crops=crops,
+            crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
         )
         return IngestResult(file.filename, "added", image_id, record_id, job_id=job_id), item
 
-    def _working_size(self, embedder: Embedder) -> int:
+    def _nsfw_score(self, image: PILImage) -> float | None:
+        """The image's NSFW score, or None when scoring is off, unavailable or failed: a
+        moderation score is never a reason to refuse an image."""
+        if self.nsfw is None:
+            return None
+        try:
+            with timed("ingest", "nsfw"):
+                score = self.nsfw.score(image)
+        except Exception:
+            log.exception("NSFW scoring failed; the image is stored without a score")
+            return None
+        return None if score is None else round(score, 4)
+
+    def _working_size(self, embedder: Embedder, collection: Collection) -> int:
         """Decode JPEGs only as large as the model input needs (shorter side >= its size).
 
         The decoder then scales by 1/2..1/8 itself, which is most of the decode cost saved; the
         pHash and the thumbnail (at most `thumbnail_size` on the longer side) lose nothing
-        visible from that size.
+        visible from that size. Crops (a grid cell is 60% of the image) need twice that for
+        the model to see them at about its own resolution.
         """
+        if uses_crops(collection.vector_settings):
+            return embedder.input_size * 2
         return embedder.input_size
+
+    @staticmethod
+    def _crops(
+        collection: Collection, embedder: Embedder, image: PILImage
+    ) -> NDArray[np.float16] | None:
+        if not uses_crops(collection.vector_settings):
+            return None
+        with timed("ingest", "crops"):
+            return crop_tensors(embedder, image).astype(np.float16)
 
     @staticmethod
     def _resolve_record(
@@ -534,16 +594,29 @@ class IngestPipeline:
             groups.setdefault((item.collection_id, item.vector_name), []).append(item)
         out: list[tuple[list[_Prepared], Vectors | Exception]] = []
         for items in groups.values():
+            # The crops ride in the same model calls as the images, in chunks of the usual size.
+            inputs = [i.tensor[None] for i in items]
+            inputs += [i.crops.astype(np.float32) for i in items if i.crops is not None]
             try:
                 with timed("ingest", "embed"):
-                    vectors = items[0].embedder.embed_preprocessed(
-                        np.stack([i.tensor for i in items])
+                    stacked = np.concatenate(inputs)
+                    step = self.settings.embed_batch_size
+                    vectors = np.concatenate(
+                        [
+                            items[0].embedder.embed_preprocessed(stacked[start : start + step])
+                            for start in range(0, len(stacked), step)
+                        ]
                     )
             except Exception as exc:
                 log.exception("embedding %d images failed", len(items))
                 out.append((items, exc))
-            else:
-                out.append((items, vectors))
+                continue
+            start = len(items)
+            for item in items:
+                if item.crops is not None:
+                    item.crop_vectors = vectors[start : start + len(item.crops)]
+                    start += len(item.crops)
+            out.append((items, vectors[: len(items)]))
         return out
 
     def _write_loop(self) -> None:
@@ -573,7 +646,7 @@ class IngestPipeline:
                 self.vectors.upsert(
                     collection_id,
                     [
-                        Point(id=i.image_id, vectors={vector_name: vec}, payload=i.payload)
+                        Point(id=i.image_id, vectors=_vectors_of(i, vec), payload=i.payload)
                         for i, vec in zip(items, result, strict=True)
                     ],
                 )
@@ -594,6 +667,13 @@ class IngestPipeline:
                 .values(status="done", updated_at=now)
             )
         self._touched.add(collection_id)
+        written = Written(collection_id, vector_name, ids, result)
+        for hook in self.after_write:
+            try:
+                hook(written)
+            except Exception:
+                # The images are stored and searchable; what a hook adds can be recomputed.
+                log.exception("after-ingest step %r failed", getattr(hook, "__name__", hook))
 
     def _after_burst(self) -> None:
         """The queue ran dry: a good moment for index maintenance."""
@@ -666,8 +746,12 @@ class IngestPipeline:
             if image.thumbnail_key is None:
                 thumb = make_thumbnail(decoded.image, size=self.settings.thumbnail_size)
                 image.thumbnail_key = self.blobs.put(thumb, content_type=THUMBNAIL_MIME)
+            if image.nsfw_score is None:
+                # Stored before a crash, or while the detector was missing or switched off.
+                image.nsfw_score = self._nsfw_score(decoded.image)
             embedder = self.embedder_for(collection)
             payload = image_payload(collection, record, image)
+        crops = self._crops(collection, embedder, decoded.image)
         return _Prepared(
             image_id=image_id,
             collection_id=collection_id,
@@ -676,7 +760,17 @@ class IngestPipeline:
             embedder=embedder,
             tensor=embedder.preprocess(decoded.image),
             payload=payload,
+            crops=crops,
+            crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
         )
+
+
+def _vectors_of(item: _Prepared, vector: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+    """The named vectors of one point: the global one, and the crops' multivector if any."""
+    vectors = {item.vector_name: vector}
+    if item.crops_vector is not None and item.crop_vectors is not None:
+        vectors[item.crops_vector] = item.crop_vectors
+    return vectors
 
 
 def _yield_to_model() -> None:

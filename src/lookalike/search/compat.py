@@ -5,6 +5,7 @@ that lets the caller rate this search later (`/api/v1/search-image`, `/api/v1/cr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -12,8 +13,10 @@ from lookalike.auth import Principal, issue_search_token
 from lookalike.catalog import Collection, Image, new_id
 from lookalike.catalog.repository import get_collection
 from lookalike.errors import CollectionNotFound
-from lookalike.runtime import Lookalike
 from lookalike.search.service import search_similar
+
+if TYPE_CHECKING:
+    from lookalike.runtime import Lookalike
 
 
 @dataclass(frozen=True)

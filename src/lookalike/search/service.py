@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
+from lookalike.embedding.crops import crops_vector_name, uses_crops
 from lookalike.errors import CollectionNotFound, InvalidInput
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.observability import timed
-from lookalike.runtime import Lookalike
 from lookalike.search.filters import SearchFilters
 from lookalike.search.phash_gate import MAX_GATE, candidate_filter, within
-from lookalike.vectors.base import Filter, HasId
+from lookalike.vectors.base import Filter, HasId, Hit
+
+if TYPE_CHECKING:
+    from lookalike.runtime import Lookalike
 
 MAX_LIMIT = 1000
 
@@ -61,12 +64,15 @@ def search_similar(
     filters: SearchFilters | None = None,
     include_payload: bool = False,
     phash_gate: int | None = None,
+    use_crops: bool = False,
 ) -> list[SearchHit]:
     """Ranked look-alikes, best first. Exactly one of `image_bytes`, `image_id`, `text`.
 
     Searching by a stored image leaves that image itself out of the hits. With `phash_gate`
     (a query image only), hits are limited to images whose pHash is within that many bits:
-    the two-stage near-duplicate search (pHash gate, then vector ranking).
+    the two-stage near-duplicate search (pHash gate, then vector ranking). With `use_crops`
+    (a collection created with crops), the query is also matched against every image's crops
+    and a hit scores the better of its global and best-crop similarity.
     """
     given = [x is not None for x in (image_bytes, image_id, text)]
     if sum(given) != 1:
@@ -89,6 +95,14 @@ def search_similar(
     else:
         with timed("search", "catalog"), rt.catalog.session() as session:
             collection = get_collection(session, tenant, collection_ref)
+    crops_vector: str | None = None
+    if use_crops:
+        if not uses_crops(collection.vector_settings):
+            raise InvalidInput(
+                f"collection {collection.name!r} has no crop embeddings; use_crops needs a "
+                "collection created with use_crops=true (search it without use_crops)"
+            )
+        crops_vector = crops_vector_name(collection.vector_name)
     vector_filter = filters.to_vector_filter() if filters else None
 
     query: NDArray[np.float32]
@@ -138,17 +152,16 @@ def search_similar(
             must_not=base.must_not,
         )
     with timed("search", "vector_search"):
-        hits = rt.vectors.search(
-            collection.id,
-            collection.vector_name,
+        hits = _ranked_hits(
+            rt,
+            collection,
             query,
+            crops_vector,
             # The chunk filter admits some hashes beyond the gate: fetch extra, check exactly.
             limit=(offset + limit) * 4 + 16 if gated else limit,
             offset=0 if gated else offset,
             query_filter=vector_filter,
             score_threshold=score_threshold,
-            ef=rt.settings.hnsw_ef,
-            with_payload=True,
         )
     if gated:
         assert phash_gate is not None and query_phash is not None
@@ -178,6 +191,45 @@ def search_similar(
             )
         )
     return out
+
+
+def _ranked_hits(
+    rt: Lookalike,
+    collection: Collection,
+    query: NDArray[np.float32],
+    crops_vector: str | None,
+    *,
+    limit: int,
+    offset: int,
+    query_filter: Filter | None,
+    score_threshold: float | None,
+) -> list[Hit]:
+    """Hits by the global vector, or, with `crops_vector`, by the better of global and crops."""
+
+    def search(vector_name: str, count: int, skip: int) -> list[Hit]:
+        return rt.vectors.search(
+            collection.id,
+            vector_name,
+            query,
+            limit=count,
+            offset=skip,
+            query_filter=query_filter,
+            score_threshold=score_threshold,
+            ef=rt.settings.hnsw_ef,
+            with_payload=True,
+        )
+
+    if crops_vector is None:
+        return search(collection.vector_name, limit, offset)
+    # A point in the merged top n scores best in one of the two lists, and fewer than n points
+    # beat it there: so each list's own top n holds the merged top n.
+    depth = offset + limit
+    best: dict[str, Hit] = {}
+    for hit in (*search(collection.vector_name, depth, 0), *search(crops_vector, depth, 0)):
+        if hit.id not in best or hit.score > best[hit.id].score:
+            best[hit.id] = hit
+    merged = sorted(best.values(), key=lambda h: (-h.score, h.id))
+    return merged[offset : offset + limit]
 
 
 def _explain_missing_vector(

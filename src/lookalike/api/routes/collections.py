@@ -30,7 +30,9 @@ def create_collection(body: CollectionCreate, rt: Runtime, caller: Caller) -> Co
         body.name,
         description=body.description,
         model=body.model,
-        options=svc.VectorOptions(body.hnsw_m, body.hnsw_ef_construct, body.quantization),
+        options=svc.VectorOptions(
+            body.hnsw_m, body.hnsw_ef_construct, body.quantization, use_crops=body.use_crops
+        ),
     )
     return _out(rt, collection)
 
@@ -50,7 +52,12 @@ def update_collection(
     collection_id: str, body: CollectionUpdate, rt: Runtime, caller: Caller
 ) -> CollectionOut:
     collection = svc.update_collection(
-        rt, caller.tenant, collection_id, name=body.name, description=body.description
+        rt,
+        caller.tenant,
+        collection_id,
+        name=body.name,
+        description=body.description,
+        dedup=body.dedup.model_dump(exclude_none=True) if body.dedup else None,
     )
     return _out(rt, collection, counts=True)
 

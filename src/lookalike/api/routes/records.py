@@ -23,6 +23,7 @@ from lookalike.api.schemas import (
     RecordCreate,
     RecordCreated,
     RecordOut,
+    RecordPage,
     RecordUpdate,
 )
 from lookalike.errors import InvalidInput
@@ -106,17 +107,14 @@ def list_records(
     q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
     owner: Annotated[str | None, Query(max_length=128)] = None,
     tag: Annotated[str | None, Query(max_length=200, description="Has this tag")] = None,
-) -> dict[str, object]:
+) -> RecordPage:
     collection = svc.find_collection(rt, caller.tenant, collection_id)
     rows, total = svc.list_records(
         rt, collection, limit=limit, offset=offset, query=q, owner=owner, tag=tag
     )
-    return {
-        "items": [RecordOut.of(r, r.images) for r in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    return RecordPage(
+        items=[RecordOut.of(r, r.images) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/api/records/{record_id}")

@@ -26,6 +26,7 @@ _FORM_FIELDS = {
     "filter": {"type": "string", "description": "JSON object, see SearchFilters"},
     "include_payload": {"type": "boolean"},
     "phash_gate": {"type": "integer", "minimum": 0, "maximum": 11},
+    "use_crops": {"type": "boolean"},
 }
 
 
@@ -34,7 +35,7 @@ _FORM_FIELDS = {
     openapi_extra=openapi_body(
         form=_FORM_FIELDS,
         required=["collection", "file"],
-        json_schema={"$ref": "#/components/schemas/SearchRequest"},
+        json_model=SearchRequest,
     ),
 )
 async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchResponse:
@@ -53,13 +54,9 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
                 raw["filter"] = json.loads(str(raw["filter"]))
             except json.JSONDecodeError:
                 raise InvalidInput("filter: not valid JSON") from None
-        if "include_payload" in raw:
-            raw["include_payload"] = str(raw["include_payload"]).lower() in (
-                "1",
-                "true",
-                "yes",
-                "on",
-            )
+        for flag in ("include_payload", "use_crops"):
+            if flag in raw:
+                raw[flag] = str(raw[flag]).lower() in ("1", "true", "yes", "on")
         body = validate(SearchRequest, raw)
         image_bytes = await upload.read()
     else:
@@ -80,6 +77,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             filters=body.filter,
             include_payload=body.include_payload,
             phash_gate=body.phash_gate,
+            use_crops=body.use_crops,
         )
         return SearchResponse(
             hits=[HitOut(**h.as_dict()) for h in hits],

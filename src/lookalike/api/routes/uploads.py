@@ -64,6 +64,23 @@ class JobOut(BaseModel):
     collection_id: str | None
     created_at: datetime
     updated_at: datetime
+    result: dict[str, Any] | None = Field(
+        default=None, description="What a finished background job (a sweep, a recompute) found."
+    )
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            error=job.error,
+            image_id=job.image_id,
+            collection_id=job.collection_id,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            result=(job.params or {}).get("result"),
+        )
 
 
 @router.post("/api/images/presign", status_code=status.HTTP_201_CREATED)
@@ -188,16 +205,7 @@ def read_job(job_id: str, rt: Runtime, caller: Caller) -> JobOut:
         ).first()
         if job is None:
             raise NotFound(f"no job {job_id!r}")
-        return JobOut(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            error=job.error,
-            image_id=job.image_id,
-            collection_id=job.collection_id,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-        )
+        return JobOut.of(job)
 
 
 @router.get("/api/collections/{collection_id}/jobs")
@@ -216,16 +224,4 @@ def list_jobs(
         if status_:
             q = q.where(Job.status == status_)
         jobs = session.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
-        return [
-            JobOut(
-                id=j.id,
-                kind=j.kind,
-                status=j.status,
-                error=j.error,
-                image_id=j.image_id,
-                collection_id=j.collection_id,
-                created_at=j.created_at,
-                updated_at=j.updated_at,
-            )
-            for j in jobs
-        ]
+        return [JobOut.of(j) for j in jobs]

@@ -1,0 +1,78 @@
+import { screen } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+
+import { mockApi } from "@/test/api";
+import { renderWithProviders } from "@/test/render";
+
+import { UploadRow } from "./UploadRow";
+
+const file = new File([new Uint8Array(2048)], "shoe.jpg", { type: "image/jpeg" });
+
+describe("UploadRow", () => {
+  it("shows the progress while the bytes go up", () => {
+    renderWithProviders(<UploadRow file={file} progress={{ phase: "uploading", sent: 0.42 }} />);
+    expect(screen.getByRole("progressbar", { name: "Upload of shoe.jpg" })).toHaveAttribute("aria-valuenow", "42");
+    expect(screen.getByText(/Uploading 42%/)).toBeInTheDocument();
+  });
+
+  it("names the record a duplicate belongs to", async () => {
+    mockApi({ "GET /api/records/R1": () => ({ body: { id: "R1", name: "Red sneaker", images: [] } }) });
+    renderWithProviders(
+      <UploadRow
+        file={file}
+        progress={{
+          phase: "done",
+          sent: 1,
+          result: { filename: "shoe.jpg", status: "duplicate", image_id: "I1", record_id: "R1" },
+        }}
+      />,
+    );
+    expect(await screen.findByRole("link", { name: "Red sneaker" })).toHaveAttribute("href", "/records/R1");
+    expect(screen.getByTestId("upload-row")).toHaveAttribute("data-status", "duplicate");
+  });
+
+  it("gives the reason of a rejection", () => {
+    renderWithProviders(
+      <UploadRow
+        file={file}
+        progress={{
+          phase: "done",
+          sent: 1,
+          result: {
+            filename: "shoe.jpg",
+            status: "rejected",
+            image_id: null,
+            record_id: null,
+            error: { code: "not_an_image", message: "The file is not an image" },
+          },
+        }}
+      />,
+    );
+    expect(screen.getByText("Rejected: The file is not an image")).toBeInTheDocument();
+  });
+
+  it("follows an added image to its embedding", () => {
+    renderWithProviders(
+      <UploadRow
+        file={file}
+        progress={{
+          phase: "done",
+          sent: 1,
+          result: { filename: "shoe.jpg", status: "added", image_id: "I2", record_id: "R2", job_id: "J2" },
+          job: {
+            id: "J2",
+            kind: "embed",
+            status: "done",
+            error: null,
+            image_id: "I2",
+            collection_id: "C",
+            created_at: "2026-01-01T00:00:00Z",
+            updated_at: "2026-01-01T00:00:01Z",
+          },
+        }}
+      />,
+    );
+    expect(screen.getByText("embedded")).toBeInTheDocument();
+    expect(screen.getByRole("link", { name: "open record" })).toHaveAttribute("href", "/records/R2");
+  });
+});

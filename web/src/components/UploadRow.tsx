@@ -1,0 +1,107 @@
+/** One file of an upload batch: its progress, then what became of it. */
+import { CheckCircle2, CircleAlert, Copy, Loader2 } from "lucide-react";
+import type { ReactNode } from "react";
+import { Link } from "react-router-dom";
+
+import { useRecord } from "@/api/queries";
+import { formatBytes } from "@/lib/format";
+import type { UploadProgress } from "@/lib/upload";
+
+import { StatusBadge } from "./StatusBadge";
+
+const phaseLabel: Record<UploadProgress["phase"], string> = {
+  queued: "Waiting",
+  uploading: "Uploading",
+  ingesting: "Checking",
+  embedding: "Embedding",
+  done: "Done",
+  failed: "Failed",
+};
+
+function DuplicateOf({ recordId, imageId }: { recordId: string | null; imageId: string | null }) {
+  const record = useRecord(recordId ?? undefined);
+  const name = record.data?.name ?? imageId ?? "an existing image";
+  return (
+    <span>
+      Duplicate of{" "}
+      {recordId ? (
+        <Link to={`/records/${recordId}`} className="font-medium text-brand-700 underline">
+          {name}
+        </Link>
+      ) : (
+        name
+      )}
+    </span>
+  );
+}
+
+export function UploadRow({ file, progress }: { file: File; progress: UploadProgress }) {
+  const { phase, result, job, error } = progress;
+  const percent = Math.round(progress.sent * 100);
+  let outcome: ReactNode = null;
+  let icon = <Loader2 className="size-4 animate-spin text-slate-400" aria-hidden />;
+  if (error) {
+    icon = <CircleAlert className="size-4 text-red-600" aria-hidden />;
+    outcome = <span className="text-red-700">{error}</span>;
+  } else if (result?.status === "rejected") {
+    icon = <CircleAlert className="size-4 text-red-600" aria-hidden />;
+    outcome = <span className="text-red-700">Rejected: {result.error?.message ?? "not accepted"}</span>;
+  } else if (result?.status === "duplicate") {
+    icon = <Copy className="size-4 text-brand-600" aria-hidden />;
+    outcome = <DuplicateOf recordId={result.record_id} imageId={result.image_id} />;
+  } else if (result?.status === "added") {
+    if (phase === "done") {
+      icon =
+        job?.status === "failed" ? (
+          <CircleAlert className="size-4 text-red-600" aria-hidden />
+        ) : (
+          <CheckCircle2 className="size-4 text-emerald-600" aria-hidden />
+        );
+    }
+    outcome = (
+      <span className="flex items-center gap-2">
+        Added
+        {result.record_id && (
+          <Link to={`/records/${result.record_id}`} className="text-brand-700 underline">
+            open record
+          </Link>
+        )}
+        {job && <StatusBadge status={job.status === "done" ? "embedded" : job.status} title={job.error ?? undefined} />}
+        {job?.error && <span className="text-red-700">{job.error}</span>}
+      </span>
+    );
+  }
+  const status = result?.status ?? (error ? "failed" : phaseLabel[phase]);
+  return (
+    <li className="flex items-center gap-3 px-4 py-3" data-testid="upload-row" data-status={status}>
+      {icon}
+      <div className="min-w-0 flex-1">
+        <div className="flex items-baseline justify-between gap-2">
+          <p className="truncate text-sm font-medium text-slate-900" title={file.name}>
+            {file.name}
+          </p>
+          <span className="shrink-0 text-xs text-slate-500">{formatBytes(file.size)}</span>
+        </div>
+        {outcome ? (
+          <div className="mt-0.5 text-sm">{outcome}</div>
+        ) : (
+          <div className="mt-1.5 flex items-center gap-2">
+            <div
+              className="h-1.5 flex-1 overflow-hidden rounded-full bg-slate-200"
+              role="progressbar"
+              aria-label={`Upload of ${file.name}`}
+              aria-valuemin={0}
+              aria-valuemax={100}
+              aria-valuenow={percent}
+            >
+              <div className="h-full rounded-full bg-brand-500 transition-[width]" style={{ width: `${percent}%` }} />
+            </div>
+            <span className="w-20 text-right text-xs text-slate-500">
+              {phaseLabel[phase]} {phase === "uploading" ? `${percent}%` : ""}
+            </span>
+          </div>
+        )}
+      </div>
+    </li>
+  );
+}

@@ -1,0 +1,126 @@
+/**
+ * One browser upload, the way the API wants it from a browser: presign, PUT the bytes to the
+ * signed URL (with progress), ingest by key, then follow the embedding job.
+ */
+import { api, unwrap } from "@/api/client";
+import { ApiError } from "@/api/errors";
+import type { IngestResult, Job } from "@/api/types";
+
+export type UploadPhase = "queued" | "uploading" | "ingesting" | "embedding" | "done" | "failed";
+
+export interface UploadProgress {
+  phase: UploadPhase;
+  /** 0..1 of the bytes sent. */
+  sent: number;
+  result?: IngestResult;
+  job?: Job;
+  error?: string;
+}
+
+export function stem(filename: string): string {
+  const base = filename.split(/[\\/]/).pop() ?? filename;
+  const dot = base.lastIndexOf(".");
+  return (dot > 0 ? base.slice(0, dot) : base) || "untitled";
+}
+
+/** PUT `file` to a presigned URL, reporting the fraction sent (fetch cannot report it). */
+export function putWithProgress(
+  url: string,
+  file: Blob,
+  onProgress: (fraction: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(1);
+        resolve();
+        return;
+      }
+      let body: unknown = xhr.responseText;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // a plain-text error body is used as it is
+      }
+      reject(ApiError.from(xhr.status, body));
+    };
+    xhr.onerror = () => reject(new TypeError("network error while uploading"));
+    xhr.onabort = () => reject(new DOMException("upload cancelled", "AbortError"));
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
+}
+
+export interface UploadOptions {
+  collection: string;
+  /** Add to this record; otherwise one new record per file, named after the file. */
+  recordId?: string | undefined;
+  tags?: string[] | undefined;
+  signal?: AbortSignal | undefined;
+  /** How often to ask for the embedding job's status. */
+  pollMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function uploadImage(
+  file: File,
+  options: UploadOptions,
+  report: (progress: UploadProgress) => void,
+): Promise<UploadProgress> {
+  let state: UploadProgress = { phase: "uploading", sent: 0 };
+  const set = (next: Partial<UploadProgress>) => {
+    state = { ...state, ...next };
+    report(state);
+  };
+  set({});
+  const presigned = await unwrap(
+    api.POST("/api/images/presign", { body: { collection: options.collection, filename: file.name } }),
+  );
+  if (file.size > presigned.max_bytes) {
+    throw new ApiError(413, "too_large", `${file.name} is larger than the ${presigned.max_bytes} bytes allowed`);
+  }
+  await putWithProgress(presigned.url, file, (sent) => set({ sent }), options.signal);
+  set({ phase: "ingesting", sent: 1 });
+  const result = await unwrap(
+    api.POST("/api/images/ingest", {
+      body: options.recordId
+        ? { key: presigned.key, record_id: options.recordId }
+        : { key: presigned.key, record: { name: stem(file.name), description: "", tags: options.tags ?? [] } },
+    }),
+  );
+  if (result.status !== "added" || !result.job_id) {
+    set({ phase: "done", result });
+    return state;
+  }
+  set({ phase: "embedding", result });
+  for (;;) {
+    if (options.signal?.aborted) throw new DOMException("upload cancelled", "AbortError");
+    const job = await unwrap(api.GET("/api/jobs/{job_id}", { params: { path: { job_id: result.job_id } } }));
+    if (job.status === "done" || job.status === "failed") {
+      set({ phase: "done", job });
+      return state;
+    }
+    set({ job });
+    await sleep(options.pollMs ?? 700);
+  }
+}
+
+/** Run `worker` over `items`, at most `limit` at a time. */
+export async function eachLimited<T>(items: T[], limit: number, worker: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await worker(item);
+    }
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,118 @@
+import { screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+
+import { CollectionProvider } from "@/lib/collection";
+import { mockApi, type Call } from "@/test/api";
+import { renderWithProviders } from "@/test/render";
+
+import { SearchPage } from "./Search";
+
+const hit = (n: number) => ({
+  image_id: `IMG${n}`,
+  record_id: `REC${n}`,
+  name: `photo ${n}`,
+  description: "",
+  score: 1 - n / 10,
+  payload: { tags: ["cat"], owner: "alice" },
+  preview_url: `/api/images/IMG${n}/thumbnail`,
+});
+
+function image(id: string) {
+  return {
+    id,
+    record_id: `REC${id.slice(3)}`,
+    collection_id: "C1",
+    sha256: "x",
+    phash: "8d87746883d70eb5",
+    width: 640,
+    height: 480,
+    mime: "image/jpeg",
+    bytes: 50_000,
+    source: "upload",
+    filename: `${id}.jpg`,
+    status: "embedded",
+    error: null,
+    quality_score: 0.7,
+    nsfw_score: 0.01,
+    created_at: "2026-01-01T00:00:00Z",
+    thumbnail_url: `/api/images/${id}/thumbnail`,
+    preview_url: `/api/images/${id}/thumbnail`,
+    original_url: `/api/images/${id}/original`,
+    duplicate: id === "IMG2" ? { tier: "near_exact", image_id: "IMG9", score: 0.97 } : null,
+  };
+}
+
+function api() {
+  return mockApi({
+    "GET /api/collections": () => ({
+      body: [{ id: "C1", name: "shop", model: "clip", supports_text: true, counts: {} }],
+    }),
+    "POST /api/search/similar": ({ body }: Call) => {
+      const { offset = 0, limit = 10, image_id } = body as { offset?: number; limit?: number; image_id?: string };
+      if (image_id) return { body: { hits: [hit(7)], collection: "C1", model_id: "clip" } };
+      // 30 hits in all: two full pages of 12, then a short one ends the list.
+      const hits = Array.from({ length: Math.max(0, Math.min(limit, 30 - offset)) }, (_, i) => hit(offset + i + 1));
+      return { body: { hits, collection: "C1", model_id: "clip" } };
+    },
+    "GET /api/images/:id": ({ path }: Call) => ({ body: image(path.split("/")[3]!) }),
+    "GET /api/records/:id": ({ path }: Call) => ({
+      body: { id: path.split("/")[3], name: `record ${path.split("/")[3]}`, description: "", tags: ["cat"], owner: "alice", images: [] },
+    }),
+    "GET /api/images/:id/feedback": () => ({ body: { items: [], total: 0, limit: 20, offset: 0 } }),
+  });
+}
+
+describe("Search", () => {
+  it("searches by text with the filters, pages on, and browses results with the arrow keys", async () => {
+    const calls = api();
+    const user = userEvent.setup();
+    renderWithProviders(
+      <CollectionProvider>
+        <SearchPage />
+      </CollectionProvider>,
+      { route: "/search" },
+    );
+    await user.click(await screen.findByRole("tab", { name: "Text" }));
+    await user.type(screen.getByLabelText("Describe what you look for"), "a cat");
+    await user.click(screen.getByText("Filters and options"));
+    await user.type(screen.getByLabelText("Any of these tags"), "cat{Enter}");
+    await user.type(screen.getByLabelText("Max NSFW"), "0.3");
+    await user.selectOptions(screen.getByLabelText("Per page"), "12");
+    await user.click(screen.getByRole("button", { name: "Search" }));
+
+    // jsdom sees every sentinel as in view: the list loads page after page until a short one.
+    await waitFor(() => expect(screen.getAllByTestId("result")).toHaveLength(30));
+    const searches = calls.filter((c) => c.path === "/api/search/similar");
+    expect(searches.map((c) => (c.body as { offset: number }).offset)).toEqual([0, 12, 24]);
+    expect(searches[0]!.body).toMatchObject({
+      collection: "C1",
+      text_query: "a cat",
+      limit: 12,
+      offset: 0,
+      filter: { tags_any: ["cat"], max_nsfw: 0.3 },
+      include_payload: true,
+    });
+
+    await user.click(screen.getByRole("button", { name: /photo 1, score/ }));
+    const panel = await screen.findByRole("dialog");
+    expect(within(panel).getByText("1 / 30")).toBeInTheDocument();
+    expect(await within(panel).findByText("No duplicate found when it was added.")).toBeInTheDocument();
+    await user.keyboard("{ArrowRight}");
+    expect(within(panel).getByText("2 / 30")).toBeInTheDocument();
+    expect(await within(panel).findByText("Near-exact duplicate")).toBeInTheDocument();
+    expect(within(panel).getByText(/"owner": "alice"/)).toBeInTheDocument();
+    await user.keyboard("{ArrowLeft}{ArrowLeft}");
+    expect(within(panel).getByText("1 / 30")).toBeInTheDocument();
+  });
+
+  it("invites a first search", async () => {
+    api();
+    renderWithProviders(
+      <CollectionProvider>
+        <SearchPage />
+      </CollectionProvider>,
+    );
+    expect(await screen.findByRole("heading", { name: "Find look-alikes" })).toBeInTheDocument();
+  });
+});
