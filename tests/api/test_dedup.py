@@ -62,8 +62,17 @@ def _clusters(client: TestClient, headers: dict[str, str], **body: Any) -> list[
     return list(r.json()["clusters"])
 
 
+def _cluster_of(client: TestClient, headers: dict[str, str], ids: set[str]) -> dict[str, Any]:
+    """A fresh sweep's cluster made of exactly `ids`."""
+    return next(c for c in _clusters(client, headers) if _members(c) == ids)
+
+
+def _members(cluster: dict[str, Any]) -> set[str]:
+    return {m["image_id"] for m in cluster["members"]}
+
+
 def _near(clusters: list[dict[str, Any]]) -> list[set[str]]:
-    return [{m["image_id"] for m in c["members"]} for c in clusters if c["tier"] == "near_exact"]
+    return [_members(c) for c in clusters if c["tier"] == "near_exact"]
 
 
 def test_verdict_at_ingest(
@@ -102,8 +111,8 @@ def test_sweep_finds_copies_and_suggests_the_biggest(
     coffee = {shelf["coffee"], shelf["coffee_small"], shelf["coffee_bright"]}
     assert coffee in near
     assert {shelf["chelsea"], shelf["chelsea_gray"]} in near
-    assert all(shelf["rocket"] not in {m["image_id"] for m in c["members"]} for c in clusters)
-    cup = next(c for c in clusters if {m["image_id"] for m in c["members"]} == coffee)
+    assert all(shelf["rocket"] not in _members(c) for c in clusters)
+    cup = next(c for c in clusters if _members(c) == coffee)
     # Resolution first: the half-size copy is never the keeper.
     assert cup["keeper"] in {shelf["coffee"], shelf["coffee_bright"]}
     assert cup["members"][0]["image_id"] == cup["keeper"] and cup["members"][0]["score"] == 1.0
@@ -123,13 +132,13 @@ def test_not_duplicate_is_never_suggested_again_until_changed(
 ) -> None:
     alice = bearer(secured)
     pair = {shelf["chelsea"], shelf["chelsea_gray"]}
-    cat = next(c for c in _clusters(client, alice) if {m["image_id"] for m in c["members"]} == pair)
+    cat = _cluster_of(client, alice, pair)
     r = client.post(
         f"/api/clusters/{cat['id']}/mark", headers=alice, json={"verdict": "not_duplicate"}
     )
     assert r.status_code == 200 and r.json()["status"] == "not_duplicate"
     again = _clusters(client, alice)
-    assert all(not pair <= {m["image_id"] for m in c["members"]} for c in again)
+    assert all(not pair <= _members(c) for c in again)
 
     # Contradicting decision: the later one wins and the history keeps both.
     r = client.post(
@@ -138,7 +147,7 @@ def test_not_duplicate_is_never_suggested_again_until_changed(
         json={"image_a": shelf["chelsea_gray"], "image_b": shelf["chelsea"], "verdict": "same"},
     )
     assert r.status_code == 201, r.text
-    grouped = [c for c in _clusters(client, alice) if {m["image_id"] for m in c["members"]} == pair]
+    grouped = [c for c in _clusters(client, alice) if _members(c) == pair]
     assert grouped and grouped[0]["status"] == "duplicate"
     history = client.get(f"/api/images/{shelf['chelsea']}/pairs", headers=alice).json()
     assert [h["verdict"] for h in history] == ["different", "same"]
@@ -147,9 +156,7 @@ def test_not_duplicate_is_never_suggested_again_until_changed(
 def test_tag_and_merge(client: TestClient, secured: Settings, shelf: dict[str, str]) -> None:
     alice = bearer(secured)
     coffee = {shelf["coffee"], shelf["coffee_small"], shelf["coffee_bright"]}
-    cup = next(
-        c for c in _clusters(client, alice) if {m["image_id"] for m in c["members"]} == coffee
-    )
+    cup = _cluster_of(client, alice, coffee)
     r = client.post(f"/api/clusters/{cup['id']}/tag", headers=alice, json={"tags": ["reviewed"]})
     assert r.status_code == 200, r.text
     for image_id in coffee:
@@ -186,7 +193,7 @@ def test_merge_move_keeps_every_image_in_the_keepers_record(
 ) -> None:
     alice = bearer(secured)
     pair = {shelf["chelsea"], shelf["chelsea_gray"]}
-    cat = next(c for c in _clusters(client, alice) if {m["image_id"] for m in c["members"]} == pair)
+    cat = _cluster_of(client, alice, pair)
     r = client.post(f"/api/clusters/{cat['id']}/merge", headers=alice, json={"mode": "move"})
     assert r.status_code == 200, r.text
     keeper = client.get(f"/api/images/{r.json()['keeper']}", headers=alice).json()

@@ -3,13 +3,13 @@ import { clsx } from "clsx";
 import { ImagePlus } from "lucide-react";
 import { useDropzone, type FileRejection } from "react-dropzone";
 
+// What the server accepts (it checks the content, not the name, and refuses the rest).
 export const IMAGE_TYPES = {
   "image/jpeg": [".jpg", ".jpeg"],
   "image/png": [".png"],
   "image/webp": [".webp"],
   "image/gif": [".gif"],
-  "image/bmp": [".bmp"],
-  "image/tiff": [".tif", ".tiff"],
+  "image/avif": [".avif"],
   "image/heic": [".heic"],
   "image/heif": [".heif"],
 };
@@ -19,7 +19,7 @@ export function Dropzone({
   onRejected,
   multiple = true,
   label = "Drop images here, or click to choose",
-  hint = "JPEG, PNG, WebP, GIF, TIFF or HEIC",
+  hint = "JPEG, PNG, WebP, GIF, AVIF or HEIC",
   compact = false,
   disabled = false,
   inputLabel,
