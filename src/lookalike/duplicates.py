@@ -33,7 +33,7 @@ from lookalike.ingest.pipeline import Written
 from lookalike.quality.clusters import SweepStats, sweep
 from lookalike.quality.dedup import DedupThresholds, Tier, collection_thresholds
 from lookalike.search.phash_gate import candidate_filter
-from lookalike.vectors.base import Filter, HasId
+from lookalike.vectors.base import Filter, HasId, Hit
 
 if TYPE_CHECKING:
     from lookalike.runtime import Lookalike
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_JOB = "dedup_sweep"
+VERDICT_CANDIDATES = 16  # nearest images the verdict at ingest looks at
 MAX_SUBSET = 5000  # images in one "cluster these" request
 Verdict = Literal["same", "different"]
 
@@ -113,32 +114,56 @@ def nearest_duplicate(
     thresholds: DedupThresholds,
 ) -> DuplicateVerdict | None:
     """The strongest-tier, then most similar, image stored before `image_id` (ids are ULIDs,
-    so "before" is "smaller id"; two copies in one batch do not point at each other)."""
-    older = Filter(must_not=(HasId((image_id,)),))
-    if phash is not None:
-        gate = candidate_filter(phash, thresholds.phash_gate)
-        hits = rt.vectors.search(
-            collection_id,
-            vector_name,
-            vector,
-            limit=8,
-            query_filter=Filter(should=gate.should, must_not=older.must_not),
-            score_threshold=thresholds.near_exact_cosine,
-            with_payload=True,
-        )
+    so "before" is "smaller id"; two copies in one batch do not point at each other).
+
+    A near-exact copy has a cosine of at least `near_exact_cosine`, so it is among the nearest
+    images by embedding: one search for them, with their pHashes, decides. Only when all of
+    them are that close (a crowd of look-alikes) does a second search go through the pHash
+    gate's index.
+    """
+    not_itself = (HasId((image_id,)),)
+
+    def near_exact_among(hits: list[Hit]) -> DuplicateVerdict | None:
         for hit in hits:
             other = (hit.payload or {}).get("phash")
-            if hit.id < image_id and other and phash_hamming(other, phash) <= thresholds.phash_gate:
+            if (
+                phash is not None
+                and hit.id < image_id
+                and hit.score >= thresholds.near_exact_cosine
+                and other
+                and phash_hamming(other, phash) <= thresholds.phash_gate
+            ):
                 return DuplicateVerdict("near_exact", hit.id, round(hit.score, 6))
+        return None
+
     hits = rt.vectors.search(
         collection_id,
         vector_name,
         vector,
-        limit=8,
-        query_filter=older,
+        limit=VERDICT_CANDIDATES,
+        query_filter=Filter(must_not=not_itself),
         score_threshold=thresholds.similar_cosine,
-        with_payload=False,
+        with_payload=True,
     )
+    verdict = near_exact_among(hits)
+    if verdict is not None:
+        return verdict
+    crowded = len(hits) == VERDICT_CANDIDATES and hits[-1].score >= thresholds.near_exact_cosine
+    if crowded and phash is not None:
+        gate = candidate_filter(phash, thresholds.phash_gate)
+        verdict = near_exact_among(
+            rt.vectors.search(
+                collection_id,
+                vector_name,
+                vector,
+                limit=VERDICT_CANDIDATES,
+                query_filter=Filter(should=gate.should, must_not=not_itself),
+                score_threshold=thresholds.near_exact_cosine,
+                with_payload=True,
+            )
+        )
+        if verdict is not None:
+            return verdict
     for hit in hits:
         if hit.id < image_id:
             return DuplicateVerdict("similar", hit.id, round(hit.score, 6))

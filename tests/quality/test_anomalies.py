@@ -163,6 +163,15 @@ def test_ood_stats_give_the_collections_ood() -> None:
     assert {ids[i] for i in np.argsort(-ood)[:3]} == outliers
 
 
+def test_ood_stats_fed_one_point_at_a_time_match() -> None:
+    # Single-point batches, as ingest gives them: the pending block is folded in on the way.
+    _, vectors, _ = _dataset()
+    whole = OodStats.of(DIM, [vectors])
+    trickle = OodStats.of(DIM, [vectors[i : i + 1] for i in range(len(vectors))])
+    assert len(vectors) > 256
+    assert trickle.ood(vectors) == pytest.approx(whole.ood(vectors), abs=1e-9)
+
+
 def test_ood_stats_without_spread_or_direction_give_zero() -> None:
     same = np.tile(_unit(np.ones((1, DIM))), (5, 1))
     assert OodStats.of(DIM, [same]).ood(same) == pytest.approx(np.zeros(5))

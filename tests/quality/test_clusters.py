@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,56 @@ def test_keeper_policy_rules_in_order() -> None:
     # Ties fall through to the next rule, then to the id.
     assert choose_keeper([sharp, old], ["resolution", "oldest"], formats) is old
     assert choose_keeper([sharp, old], [], formats) is sharp
+
+
+def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
+    """More close look-alikes than the first search returns, none of them a copy by pHash:
+    the verdict still finds the near-exact copy through the pHash gate's index."""
+    from types import SimpleNamespace
+
+    from lookalike.catalog import new_id
+    from lookalike.duplicates import VERDICT_CANDIDATES, nearest_duplicate
+    from lookalike.imaging.hashes import phash_chunks
+    from lookalike.vectors.base import IndexSettings, Point, VectorSpec
+    from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
+
+    rng = np.random.default_rng(3)
+    query = _unit(rng.standard_normal((1, 64)))[0]
+    phash = "0123456789abcdef"
+    far = "fedcba9876543210"
+    crowd = [_unit((query + 0.02 * rng.standard_normal(64))[None])[0] for _ in range(20)]
+    copy = _unit((query + 0.2 * rng.standard_normal(64))[None])[0]
+    assert float(copy @ query) < min(float(v @ query) for v in crowd)
+    index = QdrantEdgeIndex(tmp_path)
+    try:
+        index.create_collection(
+            "c",
+            [VectorSpec("v", 64)],
+            IndexSettings(),
+            {f"phash_q{i}": "keyword" for i in range(4)} | {"phash": "keyword"},
+        )
+        ids = [new_id() for _ in range(len(crowd) + 2)]
+        points = [
+            Point(id=i, vectors={"v": v}, payload={"phash": far, **phash_chunks(far)})
+            for i, v in zip(ids, crowd, strict=False)
+        ]
+        copy_id, new = ids[-2], ids[-1]
+        points.append(
+            Point(id=copy_id, vectors={"v": copy}, payload={"phash": phash, **phash_chunks(phash)})
+        )
+        index.upsert("c", points)
+        assert len(crowd) > VERDICT_CANDIDATES
+        verdict = nearest_duplicate(
+            SimpleNamespace(vectors=index),  # type: ignore[arg-type]
+            "c",
+            "v",
+            new,
+            query,
+            "0123456789abcdee",  # one bit from the copy's
+            DedupThresholds(
+                phash_gate=6, near_exact_cosine=float(copy @ query) - 0.01, similar_cosine=0.5
+            ),
+        )
+    finally:
+        index.close()
+    assert verdict is not None and verdict.tier == "near_exact" and verdict.image_id == copy_id

@@ -212,17 +212,23 @@ def _ood(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
 # --- incremental ----------------------------------------------------------------------
 
 
+_FOLD_ROWS = 256
+
+
 @dataclass
 class OodStats:
     """Running sums over a collection's unit vectors: enough for its exact ``ood`` of any vector.
 
-    ``dim x dim`` floats (8 MB at 1024 dimensions), whatever the size of the collection.
+    ``dim x dim`` floats (8 MB at 1024 dimensions), whatever the size of the collection. New
+    vectors wait in a small pending block and are folded into the second moments 256 at a
+    time: adding one or two vectors to a 1280 x 1280 matrix cost ~15 ms per ingest batch.
     """
 
     dim: int
     count: int = 0
     total: NDArray[np.float64] = field(init=False)
     outer: NDArray[np.float64] = field(init=False)
+    _pending: list[NDArray[np.float64]] = field(init=False, default_factory=list)
     # (mean direction, mean cos to it, std of u) or None without either; None until asked.
     _summary: tuple[NDArray[np.float64], float, float] | None = field(init=False, default=None)
 
@@ -246,7 +252,11 @@ class OodStats:
         unit = _unit_rows(vectors)
         self.count += len(unit)
         self.total += unit.sum(axis=0)
-        self.outer += unit.T @ unit
+        self._pending.append(unit)
+        if sum(len(p) for p in self._pending) >= _FOLD_ROWS:
+            block = np.concatenate(self._pending)
+            self.outer += block.T @ block
+            self._pending = []
         self._summary = None
 
     def ood(self, vectors: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -272,7 +282,9 @@ class OodStats:
                 direction = mean / mean_norm
                 # u = 1 - cos(x, c), so mean(u) = 1 - mean(x.c) with mean(x.c) = |mean|, and
                 # var(u) = var(x.c) = E[(x.c)^2] - mean(x.c)^2 = c.outer.c / count - |mean|^2.
-                var = float(direction @ self.outer @ direction) / self.count - mean_norm**2
+                second = float(direction @ self.outer @ direction)
+                second += sum(float(np.sum(_rowdot(p, direction) ** 2)) for p in self._pending)
+                var = second / self.count - mean_norm**2
                 if var > _VAR_EPS:
                     self._summary = (direction, mean_norm, math.sqrt(var))
         return self._summary
