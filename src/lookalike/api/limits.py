@@ -20,13 +20,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lookalike.api import OPERATIONAL_PATHS
 from lookalike.api.errors import error_response
 from lookalike.api.ratelimit import TokenBuckets, open_token_buckets
 from lookalike.config import Settings
 from lookalike.errors import RateLimited, RequestTooLarge
-
-# Probes and scrapes come from infrastructure, often all from one address: never limited.
-_UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics"})
 
 
 class RateLimits:
@@ -70,7 +68,7 @@ class ClientRateLimitMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNLIMITED_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPERATIONAL_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

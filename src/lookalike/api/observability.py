@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lookalike.api import OPERATIONAL_PATHS
 from lookalike.api.errors import error_response
 from lookalike.api.metrics import Metrics
 from lookalike.config import Settings
@@ -42,9 +43,6 @@ from lookalike.runtime import Lookalike
 
 log = logging.getLogger("lookalike.api")
 access_log = logging.getLogger("lookalike.access")
-
-# Scraped and probed every few seconds: their access lines are debug, not info.
-_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/health"})
 
 
 class RouteTemplates:
@@ -147,7 +145,7 @@ class RequestObservabilityMiddleware:
                 metrics.in_progress.dec()
                 metrics.observe_request(scope["method"], route, status, seconds)
             access_log.log(
-                logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO,
+                logging.DEBUG if scope["path"] in OPERATIONAL_PATHS else logging.INFO,
                 "%s %s %d %.1fms",
                 scope["method"],
                 scope["path"],

@@ -16,6 +16,8 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from lookalike.api import OPERATIONAL_PATHS
+
 # Vite names the files under assets/ by their content hash: they never change.
 _IMMUTABLE = "public, max-age=31536000, immutable"
 # index.html names the current assets, so browsers must ask again each time.
@@ -35,14 +37,9 @@ _NOT_BUILT = """<!doctype html>
 """
 
 
-# Operational endpoints outside /api: when one is switched off (metrics) it must be a 404, not
-# the web app's page.
-_SERVICE_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/health"})
-
-
 def _is_api(path: str) -> bool:
     # Trailing slash too: the router retries a missed path with one added before its 404.
-    return path == "/api" or path.startswith("/api/") or path.rstrip("/") in _SERVICE_PATHS
+    return path == "/api" or path.startswith("/api/") or path.rstrip("/") in OPERATIONAL_PATHS
 
 
 class _PageRoute(Route):
