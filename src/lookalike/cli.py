@@ -335,7 +335,7 @@ def dedup(
 ) -> None:
     """Sweep a collection for duplicates: clusters with their tier and suggested keeper."""
     from lookalike.collections import find_collection
-    from lookalike.duplicates import member_details, run_sweep
+    from lookalike.duplicates import cluster_members, run_sweep
 
     thresholds = {
         "phash_gate": phash_gate,
@@ -347,7 +347,7 @@ def dedup(
             coll = find_collection(rt, tenant, collection)
             with console.status(f"sweeping {coll.name}"):
                 result = run_sweep(rt, coll, thresholds=thresholds)
-            details = member_details(rt, result.clusters)
+            members = cluster_members(rt, result.clusters)
     except LookalikeError as exc:
         _fail(exc)
         return
@@ -358,16 +358,8 @@ def dedup(
             "status": c.status,
             "keeper": c.keeper_image_id,
             "members": [
-                {
-                    "image_id": m.image_id,
-                    "record_id": details[m.image_id].record_id,
-                    "name": details[m.image_id].name,
-                    "score": m.score,
-                }
-                for m in sorted(
-                    c.members, key=lambda m: (m.image_id != c.keeper_image_id, -m.score)
-                )
-                if m.image_id in details
+                {"image_id": m.image_id, "record_id": m.record_id, "name": m.name, "score": m.score}
+                for m in members[c.id]
             ],
         }
         for c in result.clusters

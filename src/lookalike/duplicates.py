@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from lookalike.catalog import Collection, Feedback, Image, Record, new_id, utcnow
@@ -30,7 +30,8 @@ from lookalike.collections import delete_images, update_record
 from lookalike.errors import Conflict, ImageNotFound, InvalidInput, NotFound
 from lookalike.imaging import phash_hamming, phash_int
 from lookalike.ingest.pipeline import Written
-from lookalike.quality.clusters import SweepStats, sweep
+from lookalike.jobs import JobContext, JobFunction
+from lookalike.quality.clusters import Cluster, SweepStats, sweep
 from lookalike.quality.dedup import DedupThresholds, Tier, collection_thresholds
 from lookalike.search.phash_gate import candidate_filter
 from lookalike.vectors.base import Filter, HasId, Hit
@@ -233,13 +234,9 @@ def run_sweep(
         different=different,
     )
     wanted = [c for c in found if c.tier in tiers]
-    sweep_id = sweep_id or _new_sweep_id()
-    stored = _store_clusters(rt, collection, ids, wanted, sweep_id, same, subset=image_ids)
+    sweep_id = sweep_id or new_id()
+    stored = _store_clusters(rt, collection, ids, vectors, wanted, sweep_id, same, subset=image_ids)
     return SweepResult(collection.id, sweep_id, stored, _stats(stats, len(stored)), limits)
-
-
-def _new_sweep_id() -> str:
-    return new_id()
 
 
 def _stats(stats: SweepStats, clusters: int) -> dict[str, Any]:
@@ -317,7 +314,8 @@ def _store_clusters(
     rt: Lookalike,
     collection: Collection,
     ids: list[str],
-    clusters: Sequence[Any],
+    vectors: NDArray[np.float32],
+    clusters: Sequence[Cluster],
     sweep_id: str,
     same: set[tuple[int, int]],
     *,
@@ -345,16 +343,18 @@ def _store_clusters(
         )
         stored: list[DuplicateCluster] = []
         for c in clusters:
-            members = [images[ids[row]] for row in c.members if ids[row] in images]
-            if len(members) < 2:
+            rows = {ids[row]: row for row in c.members if ids[row] in images}
+            if len(rows) < 2:
                 continue
             keeper = choose_keeper(
-                members, rt.settings.dedup_keeper_policy, rt.settings.dedup_preferred_formats
+                [images[i] for i in rows],
+                rt.settings.dedup_keeper_policy,
+                rt.settings.dedup_preferred_formats,
             )
-            keeper_row = ids.index(keeper.id)
+            keeper_row = rows[keeper.id]
             settled = all(
                 (min(keeper_row, row), max(keeper_row, row)) in same
-                for row in c.members
+                for row in rows.values()
                 if row != keeper_row
             )
             cluster = DuplicateCluster(
@@ -364,32 +364,19 @@ def _store_clusters(
                 status="duplicate" if settled else "open",
                 keeper_image_id=keeper.id,
             )
-            kv = _vector_of(rt, collection, keeper.id)
-            for image in members:
-                score = 1.0 if image.id == keeper.id else _similarity(rt, collection, kv, image.id)
-                cluster.members.append(DuplicateClusterMember(image_id=image.id, score=score))
+            # The sweep's rows are unit vectors: a dot product is the cosine.
+            for image_id, row in rows.items():
+                score = (
+                    1.0
+                    if row == keeper_row
+                    else round(float(vectors[keeper_row] @ vectors[row]), 6)
+                )
+                cluster.members.append(DuplicateClusterMember(image_id=image_id, score=score))
             session.add(cluster)
             stored.append(cluster)
         session.flush()
         ids_out = [c.id for c in stored]
     return _load_clusters(rt, ids_out)
-
-
-def _vector_of(rt: Lookalike, collection: Collection, image_id: str) -> NDArray[np.float32] | None:
-    points = rt.vectors.retrieve(collection.id, [image_id], with_vectors=True)
-    if not points or collection.vector_name not in points[0].vectors:
-        return None
-    v = np.asarray(points[0].vectors[collection.vector_name], dtype=np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def _similarity(
-    rt: Lookalike, collection: Collection, keeper: NDArray[np.float32] | None, image_id: str
-) -> float:
-    other = _vector_of(rt, collection, image_id)
-    if keeper is None or other is None:
-        return 0.0
-    return round(float(keeper @ other), 6)
 
 
 def choose_keeper(
@@ -444,8 +431,6 @@ def list_clusters(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[DuplicateCluster], int]:
-    from sqlalchemy import func
-
     where = [DuplicateCluster.collection_id == collection.id]
     if status:
         where.append(DuplicateCluster.status == status)
@@ -492,32 +477,42 @@ class MemberInfo:
     created_at: datetime
 
 
-def member_details(rt: Lookalike, clusters: Sequence[DuplicateCluster]) -> dict[str, MemberInfo]:
-    """What a person needs to pick a keeper, for every member of `clusters`."""
-    scores = {m.image_id: m.score for c in clusters for m in c.members}
-    if not scores:
-        return {}
-    with rt.catalog.session() as session:
-        rows = session.execute(
-            select(Image, Record.name)
-            .join(Record, Image.record_id == Record.id)
-            .where(Image.id.in_(list(scores)))
-        ).all()
-    return {
-        image.id: MemberInfo(
-            image_id=image.id,
-            record_id=image.record_id,
-            name=name,
-            score=scores[image.id],
-            width=image.width,
-            height=image.height,
-            quality_score=image.quality_score,
-            bytes=image.bytes,
-            mime=image.mime,
-            created_at=image.created_at,
-        )
-        for image, name in rows
-    }
+def cluster_members(
+    rt: Lookalike, clusters: Sequence[DuplicateCluster]
+) -> dict[str, list[MemberInfo]]:
+    """Each cluster's members with what a person needs to pick a keeper: the keeper first,
+    then the most similar to it. An image in two clusters has a score in each."""
+    wanted = {m.image_id for c in clusters for m in c.members}
+    found: dict[str, tuple[Image, str]] = {}
+    if wanted:
+        with rt.catalog.session() as session:
+            rows = session.execute(
+                select(Image, Record.name)
+                .join(Record, Image.record_id == Record.id)
+                .where(Image.id.in_(list(wanted)))
+            ).all()
+        found = {image.id: (image, name) for image, name in rows}
+    out: dict[str, list[MemberInfo]] = {}
+    for c in clusters:
+        ordered = sorted(c.members, key=lambda m: (m.image_id != c.keeper_image_id, -m.score))
+        out[c.id] = [
+            MemberInfo(
+                image_id=image.id,
+                record_id=image.record_id,
+                name=name,
+                score=m.score,
+                width=image.width,
+                height=image.height,
+                quality_score=image.quality_score,
+                bytes=image.bytes,
+                mime=image.mime,
+                created_at=image.created_at,
+            )
+            for m in ordered
+            if m.image_id in found
+            for image, name in (found[m.image_id],)
+        ]
+    return out
 
 
 # --- people's decisions --------------------------------------------------------------------
@@ -542,16 +537,9 @@ def record_pair_verdict(
         first, second = get_image(session, tenant, a), get_image(session, tenant, b)
         if first.collection_id != second.collection_id:
             raise InvalidInput("the two images are in different collections")
-        row = PairVerdict(
-            tenant=tenant,
-            collection_id=first.collection_id,
-            image_a=a,
-            image_b=b,
-            verdict=verdict,
-            user=user,
-            note=note,
+        (row,) = _record_verdicts(
+            session, tenant, user, first.collection_id, [(a, b)], verdict, note=note
         )
-        session.add(row)
     return row
 
 
@@ -562,10 +550,14 @@ def _record_verdicts(
     collection_id: str,
     pairs: Sequence[tuple[str, str]],
     verdict: Verdict,
-) -> None:
+    *,
+    note: str | None = None,
+) -> list[PairVerdict]:
+    """New verdict rows (each pair in id order, as the table requires)."""
+    rows = []
     for x, y in pairs:
         a, b = sorted((x, y))
-        session.add(
+        rows.append(
             PairVerdict(
                 tenant=tenant,
                 collection_id=collection_id,
@@ -573,8 +565,11 @@ def _record_verdicts(
                 image_b=b,
                 verdict=verdict,
                 user=user,
+                note=note,
             )
         )
+    session.add_all(rows)
+    return rows
 
 
 def pair_history(rt: Lookalike, tenant: str, image_id: str) -> list[PairVerdict]:
@@ -763,9 +758,8 @@ def _check_open(cluster: DuplicateCluster) -> None:
 # --- background sweeps and exports ---------------------------------------------------------
 
 
-def sweep_job(rt: Lookalike) -> Any:
+def sweep_job(rt: Lookalike) -> JobFunction:
     """The `dedup_sweep` job function for `JobRunner`."""
-    from lookalike.jobs import JobContext
 
     def run(context: JobContext) -> dict[str, Any]:
         with rt.catalog.session() as session:

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from lookalike.errors import InvalidInput
 from lookalike.quality.clusters import phash_candidate_pairs, sweep
 from lookalike.quality.dedup import DedupThresholds, collection_thresholds, model_thresholds
+from lookalike.runtime import Lookalike
 
 LIMITS = DedupThresholds(phash_gate=6, near_exact_cosine=0.9, similar_cosine=0.8)
 
@@ -217,3 +218,31 @@ def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
     finally:
         index.close()
     assert verdict is not None and verdict.tier == "near_exact" and verdict.image_id == copy_id
+
+
+def test_an_image_in_two_clusters_keeps_each_clusters_score(
+    rt: Lookalike, photos: dict[str, bytes]
+) -> None:
+    from lookalike.catalog.models import DuplicateCluster, DuplicateClusterMember
+    from lookalike.collections import create_collection
+    from lookalike.duplicates import cluster_members
+    from lookalike.ingest.pipeline import IngestFile, NewRecord
+
+    collection = create_collection(rt, "local", "c")
+    ids = [
+        rt.ingest.add(collection, NewRecord(name=n, owner="o"), [IngestFile(photos[n], n)])[0]
+        for n in ("coffee", "rocket", "chelsea")
+    ]
+    a, b, c = (r.image_id for r in ids)
+
+    def cluster(id_: str, keeper: str, scores: dict[str, float]) -> DuplicateCluster:
+        made = DuplicateCluster(id=id_, tier="similar", keeper_image_id=keeper)
+        made.members = [DuplicateClusterMember(image_id=i, score=s) for i, s in scores.items()]
+        return made
+
+    first = cluster("1", a, {b: 0.7, a: 1.0})
+    second = cluster("2", c, {a: 0.9, b: 0.8, c: 1.0})
+    members = cluster_members(rt, [first, second])
+    assert [(m.image_id, m.score) for m in members["1"]] == [(a, 1.0), (b, 0.7)]
+    assert [(m.image_id, m.score) for m in members["2"]] == [(c, 1.0), (a, 0.9), (b, 0.8)]
+    assert {m.name for m in members["2"]} == {"coffee", "rocket", "chelsea"}

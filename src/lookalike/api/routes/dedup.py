@@ -9,16 +9,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from lookalike import collections as collections_svc
 from lookalike import duplicates as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import DedupThresholdsIn, JobAccepted, Strict
-from lookalike.catalog import Image
 from lookalike.catalog.models import DuplicateCluster, PairVerdict
 from lookalike.errors import InvalidInput
+from lookalike.runtime import Lookalike
 from lookalike.search.service import thumbnail_url
 
 router = APIRouter(tags=["duplicates"])
@@ -131,31 +130,27 @@ class PairOut(BaseModel):
         )
 
 
-def _clusters_out(rt: Any, clusters: list[DuplicateCluster]) -> list[ClusterOut]:
-    details = svc.member_details(rt, clusters)
-    out = []
-    for c in clusters:
-        members = [
-            ClusterMemberOut(**vars(details[m.image_id]), preview_url=thumbnail_url(m.image_id))
-            for m in sorted(c.members, key=lambda m: (m.image_id != c.keeper_image_id, -m.score))
-            if m.image_id in details
-        ]
-        out.append(
-            ClusterOut(
-                id=c.id,
-                tier=c.tier,
-                keeper=c.keeper_image_id,
-                status=c.status,
-                decided_by=c.decided_by,
-                created_at=c.created_at,
-                updated_at=c.updated_at,
-                members=members,
-            )
+def _clusters_out(rt: Lookalike, clusters: list[DuplicateCluster]) -> list[ClusterOut]:
+    members = svc.cluster_members(rt, clusters)
+    return [
+        ClusterOut(
+            id=c.id,
+            tier=c.tier,
+            keeper=c.keeper_image_id,
+            status=c.status,
+            decided_by=c.decided_by,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            members=[
+                ClusterMemberOut(**vars(m), preview_url=thumbnail_url(m.image_id))
+                for m in members[c.id]
+            ],
         )
-    return out
+        for c in clusters
+    ]
 
 
-def _cluster_out(rt: Any, cluster: DuplicateCluster) -> ClusterOut:
+def _cluster_out(rt: Lookalike, cluster: DuplicateCluster) -> ClusterOut:
     return _clusters_out(rt, [cluster])[0]
 
 
@@ -178,11 +173,8 @@ async def cluster(body: ClusterRequest, rt: Runtime, caller: Caller) -> Any:
         )
         return JSONResponse({"job_id": job_id}, status_code=status.HTTP_202_ACCEPTED)
     if body.image_ids is None:
-        with rt.catalog.session() as session:
-            count = session.scalar(
-                select(func.count()).select_from(Image).where(Image.collection_id == collection.id)
-            )
-        if (count or 0) > SYNC_SWEEP_LIMIT:
+        count = collections_svc.collection_counts(rt, collection.id)["images"]
+        if count > SYNC_SWEEP_LIMIT:
             raise InvalidInput(
                 f"{collection.name!r} has {count} images: sweep it with background: true and "
                 "follow the job at GET /api/jobs/{id}"
