@@ -54,6 +54,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 EmbedderFor = Callable[[Collection], Embedder]
+PREPARE_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,6 @@ class Written:
 # Called by the writer thread after each batch is stored and marked embedded, before the waiting
 # callers are released: work that must see the new vectors (duplicate verdicts, anomaly scores).
 AfterWrite = Callable[[Written], None]
-PREPARE_NICENESS = 10
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,7 @@ def neighbours_of(
     (ties by id), the point itself left out. One `search` per point; `ef` and `exact` are
     passed through to it.
     """
-    _, _, neighbours = _scan(index, collection, vector_name, k, ef=ef, exact=exact)
-    return neighbours
+    return scan_collection(index, collection, vector_name, k, ef=ef, exact=exact).neighbours
 
 
 def score_collection(

@@ -211,11 +211,11 @@ def _fit(
     stats.split_components += 1
     members = set(component)
     inner = {p: c for p, c in edges.items() if p[0] in members}
+    index = {x: i for i, x in enumerate(component)}
     floor = thresholds.similar_cosine
     while True:
         floor = min(1.0, floor + 0.01)
         kept = {p: c for p, c in inner.items() if c >= floor}
-        index = {x: i for i, x in enumerate(component)}
         local = _components(len(component), [(index[a], index[b]) for a, b in kept])
         parts = [[component[i] for i in part] for part in local]
         if all(len(p) <= MAX_COMPONENT for p in parts) or floor >= 1.0:
@@ -238,18 +238,15 @@ def _cluster_component(
     different: set[tuple[int, int]],
 ) -> list[Cluster]:
     rows = sorted(rows)
-    m = len(rows)
     block = vectors[rows]
     distance = np.clip(1.0 - block @ block.T, 0.0, _FAR).astype(np.float64)
-    hamming = np.full((m, m), 64, dtype=np.int64)
-    for i in range(m):
-        hi = phashes[rows[i]]
-        if hi is None:
-            continue
-        for j in range(i + 1, m):
-            hj = phashes[rows[j]]
-            if hj is not None:
-                hamming[i, j] = hamming[j, i] = (hi ^ hj).bit_count()
+    # Pairwise pHash distances; an image without a pHash is 64 bits from everything.
+    hashes = [phashes[row] for row in rows]
+    values = np.array([h or 0 for h in hashes], dtype=np.uint64)
+    hamming = np.bitwise_count(values[:, None] ^ values[None, :]).astype(np.int64)
+    unknown = np.array([h is None for h in hashes])
+    hamming[unknown, :] = 64
+    hamming[:, unknown] = 64
     position = {row: i for i, row in enumerate(rows)}
     for pairs, value in ((same, 0.0), (different, _FAR)):
         for a, b in pairs:

@@ -81,7 +81,7 @@ def model_thresholds(model: str) -> DedupThresholds:
     """The default thresholds for a registry model name."""
     if model in MODEL_THRESHOLDS:
         return MODEL_THRESHOLDS[model]
-    if model.startswith("clip") or "clip" in model:
+    if "clip" in model:
         return MODEL_THRESHOLDS["clip"]
     return FALLBACK_THRESHOLDS
 
