@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -204,7 +203,7 @@ def test_resumed_images_get_their_crops(
     coll = create_collection(first, "default", "resume", options=VectorOptions(use_crops=True))
     result, item = first.ingest._prepare(
         coll, first.embedder_for(coll), NewRecord(name="cat", owner="a"),
-        IngestFile(photos["chelsea"]), {}, threading.Lock(),
+        IngestFile(photos["chelsea"]),
     )  # fmt: skip
     assert result.status == "added" and item is not None and item.crops is not None
     first.vectors.close()

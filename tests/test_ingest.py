@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -148,8 +147,6 @@ def test_a_restart_resumes_pending_work(settings: Settings, photos: dict[str, by
             embedder,
             NewRecord(name=name, owner="a"),
             IngestFile(photos[name]),
-            {},
-            threading.Lock(),
         )
         assert result.status == "added" and item is not None
     first.vectors.close()

@@ -451,9 +451,15 @@ def reconcile(
     collection: CollectionOpt,
     check: Annotated[bool, typer.Option("--check", help="Only report, change nothing.")] = False,
     tenant: Annotated[str, typer.Option(help="Tenant.")] = DEFAULT_TENANT,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Find and repair drift between catalog and vectors (orphan or missing vectors)."""
+    """Check that catalog, vectors and blobs agree on every image; repair what the catalog can.
+
+    Reports orphan and missing vectors, vector payloads that name another record or other
+    bytes, and missing or damaged originals, each by image id. Exits 1 when something is left
+    unrepaired; with --check nothing is changed, so any finding does.
+    """
     from lookalike.collections import find_collection
     from lookalike.ingest.reconcile import reconcile as run_reconcile
 
@@ -464,11 +470,32 @@ def reconcile(
     except LookalikeError as exc:
         _fail(exc)
         return
-    verb = "found" if check else "repaired"
-    console.print(
-        f"{report.collection}: {report.images} images, {report.vectors} vectors; {verb} "
-        f"{report.orphan_vectors} orphan and {report.missing_vectors} missing vectors"
-    )
+    if json_out:
+        out.print_json(
+            json.dumps(
+                {
+                    "collection": report.collection,
+                    "images": report.images,
+                    "vectors": report.vectors,
+                    "findings": [f.__dict__ for f in report.findings],
+                }
+            )
+        )
+    elif not report.findings:
+        console.print(
+            f"{report.collection}: {report.images} images, {report.vectors} vectors; no drift"
+        )
+    else:
+        counts = Counter(f.kind for f in report.findings)
+        summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
+        console.print(
+            f"{report.collection}: {report.images} images, {report.vectors} vectors; {summary}"
+        )
+        for f in report.findings:
+            state = "repaired" if f.repaired else "[yellow]not repaired[/yellow]"
+            console.print(f"  {f.image_id}  {f.kind}: {f.detail} ({state})")
+    if any(check or not f.repaired for f in report.findings):
+        raise typer.Exit(1)
 
 
 @token_app.command("create")

@@ -221,9 +221,8 @@ def test_resumed_images_are_scored(
     embedder = first.embedder_for(coll)
     for name in ("coffee", "rocket"):
         result, item = first.ingest._prepare(
-            coll, embedder, NewRecord(name=name, owner="a"), IngestFile(photos[name]), {},
-            threading.Lock(),
-        )  # fmt: skip
+            coll, embedder, NewRecord(name=name, owner="a"), IngestFile(photos[name])
+        )
         assert result.status == "added" and item is not None
         assert item.payload["nsfw"] is None
     first.vectors.close()

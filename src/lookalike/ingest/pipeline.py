@@ -83,13 +83,18 @@ class IngestFile:
 
 @dataclass(frozen=True)
 class NewRecord:
-    """Create a record for the image (unless the image turns out to be a duplicate)."""
+    """Create a record for the image (unless the image turns out to be a duplicate).
+
+    Files given the same `NewRecord` (the same `key`) share one record, made with the first of
+    them that is added. Each `NewRecord` gets a fresh key unless the caller passes one.
+    """
 
     name: str
     owner: str
     description: str = ""
     tags: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    key: str = field(default_factory=new_id)
 
 
 RecordTarget = str | NewRecord  # an existing record id, or a record to create
@@ -123,6 +128,58 @@ class _Prepared:
     crops: NDArray[np.float16] | None = None
     crops_vector: str | None = None
     crop_vectors: Vectors | None = None
+
+
+class _RecordTargets:
+    """The records of one `add_many` call: a `NewRecord` is inserted with its first added file,
+    and its other files find that record by `NewRecord.key`.
+
+    The key is an explicit string that is never reused. Keying by the object's id() was the
+    cause of images filed under another file's record: once a `NewRecord` was freed, a later
+    one could get the same id() and inherit the earlier record.
+    """
+
+    def __init__(self) -> None:
+        # Held from the lookup to the commit, so two files of one new record make it once.
+        self.lock = threading.Lock()
+        self._created: dict[str, str] = {}
+
+    def resolve(
+        self, conn: Connection, collection: Collection, target: RecordTarget
+    ) -> dict[str, Any]:
+        """The record's id, owner and tags, inserting a `NewRecord` met for the first time.
+
+        Call under `lock`, in the transaction that adds the image; `created` after it commits.
+        """
+        record_id = target if isinstance(target, str) else self._created.get(target.key)
+        if record_id is not None:
+            found = conn.execute(
+                select(Record.id, Record.owner, Record.tags).where(
+                    Record.id == record_id, Record.collection_id == collection.id
+                )
+            ).first()
+            if found is None:
+                raise NotFound(f"no record {record_id!r} in collection {collection.name!r}")
+            return {"id": found.id, "owner": found.owner, "tags": found.tags}
+        assert isinstance(target, NewRecord)
+        now = utcnow()
+        values = {
+            "id": new_id(),
+            "collection_id": collection.id,
+            "name": target.name,
+            "description": target.description,
+            "tags": list(target.tags),
+            "extra": dict(target.extra),
+            "owner": target.owner,
+            "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(insert(Record).values(values))
+        return values
+
+    def created(self, target: RecordTarget, record_id: str) -> None:
+        if isinstance(target, NewRecord):
+            self._created.setdefault(target.key, record_id)
 
 
 _STOP = object()
@@ -251,9 +308,7 @@ class IngestPipeline:
         if self._embed_thread is None:
             raise RuntimeError("IngestPipeline.start() was not called")
         embedder = self.embedder_for(collection)
-        # A NewRecord shared by several files becomes one record.
-        shared_records: dict[int, str] = {}
-        record_lock = threading.Lock()
+        records = _RecordTargets()
         futures: list[Future[tuple[IngestResult, _Prepared | None]]] = []
         window = max(2, self.settings.ingest_workers * 2)
         results: list[IngestResult] = []
@@ -279,8 +334,7 @@ class IngestPipeline:
                     embedder,
                     target,
                     file,
-                    shared_records,
-                    record_lock,
+                    records,
                     block,
                 )
             )
@@ -345,15 +399,12 @@ class IngestPipeline:
         embedder: Embedder,
         target: RecordTarget,
         file: IngestFile,
-        shared_records: dict[int, str],
-        record_lock: threading.Lock,
+        records: _RecordTargets,
         block: bool,
     ) -> tuple[IngestResult, _Prepared | None]:
         handed_off = False
         try:
-            result, item = self._prepare(
-                collection, embedder, target, file, shared_records, record_lock
-            )
+            result, item = self._prepare(collection, embedder, target, file, records)
             if item is not None:
                 try:
                     self._queue.put(item, block=block)
@@ -382,10 +433,11 @@ class IngestPipeline:
         embedder: Embedder,
         target: RecordTarget,
         file: IngestFile,
-        shared_records: dict[int, str],
-        record_lock: threading.Lock,
+        records: _RecordTargets | None = None,
     ) -> tuple[IngestResult, _Prepared | None]:
+        """Stage 1 for one file; `records` is shared by the files of one `add_many` call."""
         settings = self.settings
+        records = records or _RecordTargets()
         if file.source.startswith("oversize:"):
             size = int(file.source.split(":", 1)[1])
             raise ImageTooLarge(
@@ -441,13 +493,13 @@ class IngestPipeline:
             "nsfw_score": nsfw,
             "created_at": utcnow(),
         }
-        with record_lock:
+        with records.lock:
             # The row and its job first, in one transaction: if we die after this, a restart
             # finds a pending job (and fails it clearly if the original never reached the store).
             # Core statements rather than ORM units of work: this runs once per image.
             try:
                 with timed("ingest", "catalog"), self.catalog.engine.begin() as conn:
-                    record = self._resolve_record(conn, collection, target, shared_records)
+                    record = records.resolve(conn, collection, target)
                     row["record_id"] = record["id"]
                     conn.execute(insert(Image).values(row))
                     conn.execute(
@@ -468,8 +520,7 @@ class IngestPipeline:
                 if winner is None:
                     raise
                 return IngestResult(file.filename, "duplicate", winner.id, winner.record_id), None
-            if isinstance(target, NewRecord):
-                shared_records[id(target)] = record["id"]
+            records.created(target, record["id"])
         record_id = str(record["id"])
         payload = image_payload(
             collection,
@@ -527,36 +578,6 @@ class IngestPipeline:
             return None
         with timed("ingest", "crops"):
             return crop_tensors(embedder, image).astype(np.float16)
-
-    @staticmethod
-    def _resolve_record(
-        conn: Connection, collection: Collection, target: RecordTarget, shared: dict[int, str]
-    ) -> dict[str, Any]:
-        """The record's id, owner and tags; a `NewRecord` is inserted on its first image."""
-        if isinstance(target, str) or id(target) in shared:
-            record_id = target if isinstance(target, str) else shared[id(target)]
-            found = conn.execute(
-                select(Record.id, Record.owner, Record.tags).where(
-                    Record.id == record_id, Record.collection_id == collection.id
-                )
-            ).first()
-            if found is None:
-                raise NotFound(f"no record {record_id!r} in collection {collection.name!r}")
-            return {"id": found.id, "owner": found.owner, "tags": found.tags}
-        now = utcnow()
-        values = {
-            "id": new_id(),
-            "collection_id": collection.id,
-            "name": target.name,
-            "description": target.description,
-            "tags": list(target.tags),
-            "extra": dict(target.extra),
-            "owner": target.owner,
-            "created_at": now,
-            "updated_at": now,
-        }
-        conn.execute(insert(Record).values(values))
-        return values
 
     # --- stage 2: embed ----------------------------------------------------
 
