@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,15 +113,47 @@ def get_or_create_collection(rt: Lookalike, tenant: str, name: str) -> Collectio
 _COLLECTION_TTL_S = 5.0
 
 
+class CollectionCache:
+    """(tenant, id or name) -> collection, for a few seconds; safe across request threads.
+
+    A lookup that read the catalog before a change and stores its answer after the change's
+    `clear()` must not put the old collection back: each `clear()` starts a new generation, and
+    an answer read in an older generation is not stored.
+    """
+
+    def __init__(self, ttl_s: float = _COLLECTION_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[float, Collection]] = {}
+        self._generation = 0
+
+    def get(self, key: tuple[str, str]) -> tuple[Collection | None, int]:
+        """The cached collection (or None) and the generation to pass to `put`."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                return entry[1], self._generation
+            return None, self._generation
+
+    def put(self, key: tuple[str, str], collection: Collection, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._entries[key] = (time.monotonic() + self.ttl_s, collection)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._generation += 1
+
+
 def find_collection(rt: Lookalike, tenant: str, id_or_name: str) -> Collection:
     key = (tenant, id_or_name)
-    cached = rt.collection_cache.get(key)
-    now = time.monotonic()
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    cached, generation = rt.collection_cache.get(key)
+    if cached is not None:
+        return cached
     with rt.catalog.session() as session:
         collection = get_collection(session, tenant, id_or_name)
-    rt.collection_cache[key] = (now + _COLLECTION_TTL_S, collection)
+    rt.collection_cache.put(key, collection, generation)
     return collection
 
 
@@ -312,14 +345,15 @@ def _delete_unused_blobs(rt: Lookalike, keys: set[str]) -> None:
     """Blobs are shared by content across collections: drop only those nothing references."""
     if not keys:
         return
-    with rt.catalog.session() as session:
-        used = set(
-            session.scalars(select(Image.blob_key).where(Image.blob_key.in_(keys))).all()
-        ) | set(
-            session.scalars(select(Image.thumbnail_key).where(Image.thumbnail_key.in_(keys))).all()
-        )
-    for key in keys - used:
-        rt.blobs.delete(key)
+
+    def referenced(candidates: set[str]) -> set[str]:
+        with rt.catalog.session() as session:
+            return _blob_keys(
+                session,
+                Image.blob_key.in_(candidates) | Image.thumbnail_key.in_(candidates),
+            )
+
+    rt.blobs.delete_unreferenced(keys, referenced)
 
 
 def supports_text(rt: Lookalike, collection: Collection) -> bool:

@@ -11,6 +11,7 @@ from types import TracebackType
 
 from lookalike.anomaly_queue import AnomalyScorer
 from lookalike.catalog import Catalog, Collection
+from lookalike.collections import CollectionCache
 from lookalike.config import Settings
 from lookalike.duplicates import SWEEP_JOB, IngestVerdicts, sweep_job
 from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
@@ -40,8 +41,7 @@ class Lookalike:
             self._default_embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
             self._batchers: dict[str, QueryBatcher] = {}
-            # (tenant, id or name) -> (expiry, collection); see collections.find_collection
-            self.collection_cache: dict[tuple[str, str], tuple[float, Collection]] = {}
+            self.collection_cache = CollectionCache()
             self.ingest = IngestPipeline(
                 self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
             )

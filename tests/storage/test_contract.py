@@ -116,3 +116,34 @@ def test_concurrent_puts_of_different_bytes(blob_store: BlobStore) -> None:
         keys = list(pool.map(lambda data: blob_store.put(data, content_type="image/jpeg"), blobs))
     assert blob_store.iter_keys() == sorted(keys)
     assert [blob_store.get(key) for key in keys] == blobs
+
+
+def test_delete_unreferenced_keeps_what_is_referenced(blob_store: BlobStore) -> None:
+    keys = [blob_store.put(bytes([i]) * 100, content_type="image/png") for i in range(4)]
+    deleted = blob_store.delete_unreferenced(keys, lambda candidates: candidates & {keys[0]})
+    assert deleted == sorted(keys[1:])
+    assert blob_store.iter_keys() == [keys[0]]
+    assert blob_store.delete_unreferenced(["not a key", keys[1]], lambda c: set()) == []
+
+
+def test_a_writer_between_the_check_and_the_delete_keeps_its_blob(blob_store: BlobStore) -> None:
+    # A writer of the same bytes commits its catalog row and stores the blob right after the
+    # collector found it unreferenced: its put finds the file and returns, so only a collector
+    # that asks again before the file is gone keeps the writer's original.
+    key = blob_store.put(DATA, content_type="image/png")
+    rows: set[str] = set()
+    calls = 0
+
+    def referenced(candidates: set[str]) -> set[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            found = candidates & rows
+            rows.add(key)  # the writer commits its row...
+            blob_store.put(DATA, content_type="image/png")  # ...and stores the same bytes
+            return found
+        return candidates & rows
+
+    assert blob_store.delete_unreferenced([key], referenced) == []
+    assert blob_store.get(key) == DATA
+    assert blob_store.iter_keys() == [key]

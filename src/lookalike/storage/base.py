@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
+
+# Given candidate keys, the ones the catalog still names (asked again right before deleting).
+Referenced = Callable[[set[str]], set[str]]
 
 
 class BlobStore(ABC):
@@ -37,6 +41,17 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; removing an absent key is not an error."""
+
+    @abstractmethod
+    def delete_unreferenced(self, keys: Iterable[str], referenced: Referenced) -> list[str]:
+        """Delete those of `keys` that `referenced` does not name; return the deleted keys.
+
+        Blobs are shared by content, so a writer may be storing the same bytes for a new image
+        at this moment: its catalog row is committed first, its `put` follows. A blob that such
+        a writer stores or finds in place must survive, whatever the interleaving: a check
+        followed by a delete is not enough (the writer's `put` can find the file between the two
+        and return, and the delete then takes its original).
+        """
 
     @abstractmethod
     def iter_keys(self) -> list[str]:

@@ -7,11 +7,13 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from lookalike.errors import NotFound, StorageError
-from lookalike.storage.base import BlobStore
+from lookalike.storage.base import BlobStore, Referenced
 
 __all__ = ["LocalBlobStore"]
 
@@ -19,6 +21,7 @@ __all__ = ["LocalBlobStore"]
 # touches the file system is what makes `../`, absolute paths and odd bytes impossible.
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
+_DOOMED_PREFIX = ".doomed-"
 
 
 class LocalBlobStore(BlobStore):
@@ -94,6 +97,30 @@ class LocalBlobStore(BlobStore):
         # Shard directories stay: removing an empty one could race with a put into it.
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    def delete_unreferenced(self, keys: Iterable[str], referenced: Referenced) -> list[str]:
+        """Each unreferenced blob is first renamed aside, then the references are asked again:
+        a writer whose row committed in between gets its blob renamed back; one that commits
+        after finds no file and writes it again. Either way its original stays."""
+        candidates = {k for k in keys if _KEY_RE.fullmatch(k)}
+        candidates -= referenced(candidates)
+        moved: dict[str, Path] = {}
+        for key in sorted(candidates):
+            final = self._path(key)
+            aside = final.with_name(f"{_DOOMED_PREFIX}{key}.{os.getpid()}.{threading.get_ident()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(final, aside)
+                moved[key] = aside
+        if not moved:
+            return []
+        revived = referenced(set(moved))
+        for key, aside in moved.items():
+            if key in revived:
+                # A writer may have stored the same bytes again meanwhile: identical either way.
+                os.replace(aside, self._path(key))
+            else:
+                aside.unlink()
+        return sorted(set(moved) - revived)
 
     def iter_keys(self) -> list[str]:
         """Every stored key, sorted. Ignores temporary files and anything not named like a key."""
