@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         "list); empty: fetching by URL is off.",
     )
     embed_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    embed_api_key: str | None = Field(
+        default=None,
+        description="Shared key of the embedding service: `lookalike embed-server` requires it "
+        "as `Authorization: Bearer KEY` (or `X-API-Key`), and a client with `embed_url` sends it.",
+    )
+    embed_open: bool = Field(
+        default=False,
+        description="Run the embedding service without a key; refused unless it listens on a "
+        "loopback address only.",
+    )
 
     @field_validator(
         "embed_allowed_urls",
@@ -104,6 +114,17 @@ class Settings(BaseSettings):
     # Image limits
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=64_000_000, ge=1, description="Decompression-bomb guard.")
+    max_aspect_ratio: float = Field(
+        default=50.0,
+        ge=1.0,
+        description="Longer side over shorter side; images beyond it are refused (a 1x60000 "
+        "strip is no photo, and resizing it to the model's size would take gigabytes).",
+    )
+    clamd_url: str | None = Field(
+        default=None,
+        description="ClamAV daemon to scan every upload with before it is stored: "
+        "unix:///path/to/clamd.ctl or tcp://host:3310; unset: no virus scan.",
+    )
     thumbnail_size: int = Field(default=256, ge=32, le=1024)
 
     # Ingest
