@@ -329,6 +329,7 @@ def thumbnail_of(rt: Lookalike, image: Image) -> bytes:
         rt.blobs.get(image.blob_key),
         max_bytes=1 << 62,  # it was accepted once; the limit may have changed since
         max_pixels=rt.settings.max_image_pixels,
+        max_aspect_ratio=rt.settings.max_aspect_ratio,
         reduce_for=rt.settings.thumbnail_size,
     )
     data = make_thumbnail(decoded.image, size=rt.settings.thumbnail_size)

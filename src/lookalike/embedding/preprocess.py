@@ -28,6 +28,9 @@ _RESAMPLE = {
 
 # Above 2x the box reduction's blur is invisible after the final resample and it is much cheaper.
 _REDUCING_GAP = 2.0
+# Shortest-side resizes whose longer side would exceed this many model sizes take the cropped
+# part only. Up to it the whole resize is kept: it matches open_clip's preprocessing exactly.
+_MAX_STRIP = 4
 
 
 class ImagePreprocessor:
@@ -80,9 +83,17 @@ class ImagePreprocessor:
                 new_w, new_h = size, int(size * height / width)
             else:
                 new_w, new_h = int(size * width / height), size
-            resized = image.resize((new_w, new_h), self._resample, reducing_gap=_REDUCING_GAP)
             left = round((new_w - size) / 2.0)
             top = round((new_h - size) / 2.0)
+            if max(new_w, new_h) > _MAX_STRIP * size:
+                # A long strip would be resized whole only to be mostly cropped away (a 1x60000
+                # image became 224 x 13 million pixels): resample just the part that is kept.
+                sx, sy = width / new_w, height / new_h
+                box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+                return image.resize(
+                    (size, size), self._resample, box=box, reducing_gap=_REDUCING_GAP
+                )
+            resized = image.resize((new_w, new_h), self._resample, reducing_gap=_REDUCING_GAP)
             return resized.crop((left, top, left + size, top + size))
         # pad: fit the longest side, centre on a square canvas of fill_color.
         scale = size / max(width, height)

@@ -17,16 +17,25 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError, features
 
-from lookalike.errors import ImageTooLarge, InvalidImage, UnsupportedImageType
+from lookalike.errors import (
+    ExtremeAspectRatio,
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedImageType,
+)
 
 __all__ = [
+    "DECODE_BUDGET",
     "DecodedImage",
+    "PixelBudget",
     "decode_image",
     "sniff_mime",
     "supported_mime_types",
@@ -201,7 +210,9 @@ def _human_bytes(n: int) -> str:
 _HEADER_LOCK = threading.Lock()
 
 
-def _open_header(data: bytes, format_name: str, plugin: str, max_pixels: int) -> Image.Image:
+def _open_header(
+    data: bytes, format_name: str, plugin: str, max_pixels: int, max_aspect_ratio: float
+) -> Image.Image:
     """Parse the header only (no pixels are decoded yet) and enforce the pixel limit.
 
     Pillow has a bomb check of its own driven by the global `Image.MAX_IMAGE_PIXELS`; this
@@ -226,11 +237,11 @@ def _open_header(data: bytes, format_name: str, plugin: str, max_pixels: int) ->
             raise
         except Exception as exc:
             raise _damaged(exc) from exc
-    _check_pixels(image.size, max_pixels)
+    _check_pixels(image.size, max_pixels, max_aspect_ratio)
     return image
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+def _check_pixels(size: tuple[int, int], max_pixels: int, max_aspect_ratio: float) -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise InvalidImage(
@@ -243,6 +254,54 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
             f"{max_pixels:,} pixels (width x height). Resize it and upload it again "
             "(the server's limit is LOOKALIKE_MAX_IMAGE_PIXELS)."
         )
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ExtremeAspectRatio(
+            f"The image is {width}x{height} pixels: its longer side is more than "
+            f"{max_aspect_ratio:g} times its shorter side, which no photo is. Crop it to the "
+            "part that matters and upload that (the server's limit is "
+            "LOOKALIKE_MAX_ASPECT_RATIO)."
+        )
+
+
+class PixelBudget:
+    """How many pixels may be held at full size, decoded, at one time in this process.
+
+    A PNG cannot be decoded at a reduced size: its pixels (up to 4 bytes each) are all in memory
+    until they are reduced. Each decode holds its image's pixels from the budget for that time,
+    so concurrent uploads wait for each other instead of adding up past the machine's memory.
+    An image larger than the whole budget waits until it can have all of it.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        need = min(pixels, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= need)
+            self._free -= need
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += need
+                self._changed.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        with self._changed:
+            return self.capacity - self._free
+
+
+# One image at the default pixel limit, or several smaller ones, at a time: at most 4 bytes a
+# pixel decoded plus a band being converted, so about 260 MB of decoded pixels per process.
+DECODE_BUDGET = PixelBudget(64_000_000)
+DEFAULT_MAX_ASPECT_RATIO = 50.0
+# Rows are converted to RGB and reduced a band of about this many pixels at a time.
+_BAND_PIXELS = 1 << 20
 
 
 def _damaged(exc: BaseException) -> InvalidImage:
@@ -265,17 +324,18 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, full_scale: float | None = None) -> Image.Image:
     """Any decoded mode to 8-bit RGB; transparency is composited on white.
 
     White, not black: transparent product shots and logos are drawn for light backgrounds,
-    and their thumbnails and embeddings should look like what a person sees.
+    and their thumbnails and embeddings should look like what a person sees. `full_scale` is
+    the white point of a 32-bit (`I`, `F`) image, when `image` is only a band of it.
     """
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image
     if mode.startswith("I") or mode == "F":
-        image = _high_bit_depth_to_l(image)
+        image = _high_bit_depth_to_l(image, full_scale)
         mode = image.mode
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
@@ -287,7 +347,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+def _full_scale(image: Image.Image) -> float | None:
+    """The white point of a 32-bit greyscale image: 32-bit containers usually hold 16-bit
+    samples, so the range actually used decides (read without copying the pixels)."""
+    if image.mode not in ("I", "F"):
+        return None
+    _, top = image.getextrema()
+    assert isinstance(top, (int, float))
+    return 255.0 if top <= 255 else (65535.0 if top <= 65535 else top)
+
+
+def _high_bit_depth_to_l(image: Image.Image, full_scale: float | None = None) -> Image.Image:
     """16-bit (`I;16*`) and 32-bit (`I`, `F`) grayscale to 8-bit `L` by scaling, not clipping.
 
     Pillow's own `convert("L")` clips at 255, which turns a 16-bit photo almost white.
@@ -296,21 +366,34 @@ def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         scaled = (pixels.astype(np.uint32) >> 8).astype(np.uint8)
     else:
-        values = pixels.astype(np.float64)
-        top = float(values.max()) if values.size else 0.0
-        # 32-bit containers usually hold 16-bit samples; scale by the range actually used.
-        full_scale = 255.0 if top <= 255 else (65535.0 if top <= 65535 else top)
-        scaled = np.clip(values * (255.0 / full_scale), 0, 255).astype(np.uint8)
+        scale = full_scale if full_scale is not None else _full_scale(image) or 255.0
+        values = pixels.astype(np.float32)
+        scaled = np.clip(values * np.float32(255.0 / scale), 0, 255).astype(np.uint8)
     # A 16-bit tRNS colour key would no longer match 8-bit samples, so it is not carried over.
     return Image.fromarray(scaled)
 
 
-def _reduce(image: Image.Image, target: int) -> Image.Image:
-    """Integer box reduction that keeps the shorter side >= `target` (cheap, good quality)."""
-    factor = min(image.width, image.height) // target
-    if factor < 2:
+def _rgb_reduced(image: Image.Image, target: int | None) -> Image.Image:
+    """`image` as RGB, box-reduced to keep its shorter side >= `target` (when given).
+
+    Converted a band of rows at a time: a whole-image conversion of a large RGBA or 32-bit
+    image would hold two or three more full-size copies. Band edges are multiples of the
+    reduction factor, so the result is the same as reducing the whole image at once.
+    """
+    factor = min(image.width, image.height) // target if target else 1
+    factor = max(factor, 1)
+    if factor == 1 and image.mode == "RGB" and "transparency" not in image.info:
         return image
-    return image.reduce(factor)
+    width, height = image.size
+    full_scale = _full_scale(image)
+    rows = max(factor, (_BAND_PIXELS // max(width, 1)) // factor * factor)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(height, top + rows)))
+        band.info = image.info
+        rgb = _to_rgb(band, full_scale)
+        out.paste(rgb.reduce(factor) if factor > 1 else rgb, (0, top // factor))
+    return out
 
 
 def decode_image(
@@ -319,6 +402,7 @@ def decode_image(
     max_bytes: int,
     max_pixels: int,
     reduce_for: int | None = None,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> DecodedImage:
     """Validate `data` by its content and decode it completely.
 
@@ -367,33 +451,32 @@ def decode_image(
         )
     format_name, plugin = _DECODERS[mime]
 
-    source = _open_header(data, format_name, plugin, max_pixels)
+    source = _open_header(data, format_name, plugin, max_pixels, max_aspect_ratio)
 
     full_width, full_height = source.size
     if reduce_for is not None and plugin == "JPEG":
         # The decoder scales by 1/2, 1/4 or 1/8 while decoding: far less work and memory.
         source.draft(source.mode, (reduce_for, reduce_for))
 
-    try:
-        source.load()
-    except MemoryError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(
-            f"The image has too many pixels to decode safely ({exc}). "
-            "Resize it and upload it again."
-        ) from exc
-    except Exception as exc:
-        raise _damaged(exc) from exc
-    # Defensive: the limit must also hold if a container's frame outgrew its header.
-    _check_pixels(source.size, max_pixels)
+    with DECODE_BUDGET.hold(source.width * source.height):
+        try:
+            source.load()
+        except MemoryError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(
+                f"The image has too many pixels to decode safely ({exc}). "
+                "Resize it and upload it again."
+            ) from exc
+        except Exception as exc:
+            raise _damaged(exc) from exc
+        # Defensive: the limits must also hold if a container's frame outgrew its header.
+        _check_pixels(source.size, max_pixels, max_aspect_ratio)
 
-    orientation = _orientation(source)
-    icc_profile = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA") else None
-
-    image = _to_rgb(source)
-    if reduce_for is not None:
-        image = _reduce(image, reduce_for)
+        orientation = _orientation(source)
+        icc_profile = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA") else None
+        image = _rgb_reduced(source, reduce_for)
+        del source  # the full-size pixels go before the budget is given back
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
         image = image.transpose(transpose)

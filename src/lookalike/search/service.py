@@ -113,14 +113,17 @@ def search_similar(
         with timed("search", "embed"):
             query = rt.query_batcher(collection).embed_text(text)
     elif image_bytes is not None:
+        batcher = rt.query_batcher(collection)
         with timed("search", "decode"):
             decoded = decode_image(
                 image_bytes,
                 max_bytes=rt.settings.max_image_bytes,
                 max_pixels=rt.settings.max_image_pixels,
+                max_aspect_ratio=rt.settings.max_aspect_ratio,
+                reduce_for=batcher.embedder.input_size,
             )
         with timed("search", "embed"):
-            query = rt.query_batcher(collection).embed_image(decoded.image)
+            query = batcher.embed_image(decoded.image)
         if phash_gate is not None:
             query_phash = phash_hex(decoded.image)
     else:
