@@ -120,14 +120,21 @@ def embed_server(
     data_dir: DataDir = None,
 ) -> None:
     """Run the embedding service (the model alone) on HOST:PORT; point the API at it with
-    LOOKALIKE_EMBED_URL=http://HOST:PORT."""
+    LOOKALIKE_EMBED_URL=http://HOST:PORT. It requires the key LOOKALIKE_EMBED_API_KEY (the API
+    sends the same value); LOOKALIKE_EMBED_OPEN=true runs it without one, on loopback only."""
     import uvicorn
 
     from lookalike.embedding.service import create_embed_app
 
     settings = _settings(data_dir, host=host)
     logging.getLogger("lookalike").setLevel(logging.INFO)
-    uvicorn.run(create_embed_app(settings), host=settings.host, port=port, log_level="info")
+    try:
+        # Checks the key against the address uvicorn binds below (settings.host).
+        embed_app = create_embed_app(settings)
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    uvicorn.run(embed_app, host=settings.host, port=port, log_level="info")
 
 
 @app.command()

@@ -15,7 +15,7 @@ import uvicorn
 
 from support import wait_until
 
-_FORWARDED = ("content-type", "x-lookalike-")
+_FORWARDED = ("content-type", "x-lookalike-", "authorization", "x-api-key")
 
 
 class LiveServer:
@@ -172,14 +172,19 @@ class FlakyProxy:
 
 
 class FileServer:
-    """Serves `routes[path]()` -> (status, headers, body) over plain HTTP."""
+    """Serves `routes[path]()` -> (status, headers, body) over plain HTTP, and records each
+    request's path and Host header in `requests`."""
 
     def __init__(self, routes: dict[str, Callable[[], tuple[int, dict[str, str], bytes]]]) -> None:
+        self.requests: list[tuple[str, str]] = []
+        seen = self.requests
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Host", "")))
                 route = routes.get(self.path.split("?")[0])
                 status, headers, body = route() if route else (404, {}, b"not found")
                 self.send_response(status)

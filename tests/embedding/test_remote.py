@@ -1,5 +1,6 @@
-"""`RemoteEmbedder` against the real service under uvicorn on 127.0.0.1, and against a proxy in
-front of it that fails on demand, to see retries, the in-flight bound and a service that is down."""
+"""`RemoteEmbedder` against the real service under uvicorn on 127.0.0.1 (which requires its key),
+and against a proxy in front of it that fails on demand, to see retries, the in-flight bound and a
+service that is down."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from lookalike.errors import EmbedServiceUnavailable, ModelUnavailable, TextSear
 from lookalike.imaging import decode_image
 from support import make_settings, wait_until
 
+KEY = "remote-test-key-9876543210"
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -30,7 +33,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_settings(data_dir: Path, models_dir: Path, tiny_clip: str) -> Settings:
-    return make_settings(data_dir, models_dir, embed_threads=1, embed_max_batch=4)
+    return make_settings(
+        data_dir, models_dir, embed_threads=1, embed_max_batch=4, embed_api_key=KEY
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +59,7 @@ def remote_settings(local: Settings, url: str, **overrides: object) -> Settings:
         "embed_retry_backoff_s": 0.01,
         "embed_connect_timeout_s": 0.5,
         "embed_timeout_s": 10.0,
+        "embed_api_key": KEY,
     }
     values.update(overrides)
     return make_settings(local.data_dir, local.models_dir, embed_threads=1, **values)
@@ -109,6 +115,30 @@ def test_remote_text_model(service: LiveServer, local_settings: Settings, tiny_c
     assert remote.supports_text
     texts = ["a photo of a cat", "a rocket launch", "coffee", "red", "street at night"]
     np.testing.assert_allclose(remote.embed_texts(texts), local.embed_texts(texts), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [(None, "needs a key"), ("not-the-key", "refused this process's key")],
+)
+def test_a_missing_or_wrong_key_fails_at_once_naming_the_setting(
+    local_settings: Settings, proxy: FlakyProxy, key: str | None, says: str
+) -> None:
+    settings = remote_settings(local_settings, proxy.url, embed_api_key=key)
+    started = time.monotonic()
+    with pytest.raises(EmbedServiceUnavailable) as caught:
+        resolve_default_embedder(settings)
+    assert time.monotonic() - started < 3
+    assert says in caught.value.message
+    assert "LOOKALIKE_EMBED_API_KEY" in caught.value.message
+    assert proxy.url in caught.value.message
+    assert caught.value.status == 503  # the API's caller did nothing wrong: not a 401
+    # One request: a setting is not fixed by asking again, nor by asking for another model.
+    assert proxy.state.requests == 1
+
+    # Sent as `Authorization: Bearer`, the right key works through the same proxy.
+    remote = load_embedder(remote_settings(local_settings, proxy.url))
+    assert isinstance(remote, RemoteEmbedder)
 
 
 def test_service_down_is_model_unavailable_quickly(local_settings: Settings) -> None:

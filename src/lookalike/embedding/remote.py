@@ -3,7 +3,8 @@
 Images are still decoded and preprocessed in this process, with the model's own preprocessing
 config fetched from the service, so the pixels are the ones the in-process model would see; only
 the resized pixels travel (see `wire.py`). The service reports the same model id a local copy of
-the model would, so collections built either way are the same collection.
+the model would, so collections built either way are the same collection. Every request carries
+the service's key, `LOOKALIKE_EMBED_API_KEY`, when it is set.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class RemoteEmbedder(Embedder):
     Construction asks the service about the model (raising `ModelUnavailable` when it cannot
     answer); embedding calls retry connection errors and 5xx answers with exponential back-off
     and jitter, at most `embed_retries` times, and never have more than `embed_max_in_flight`
-    requests open to the service from this process.
+    requests open to the service from this process. A refused key is `EmbedServiceUnavailable`
+    at once: trying again cannot fix a setting.
     """
 
     def __init__(
@@ -85,7 +87,11 @@ class RemoteEmbedder(Embedder):
         self.retries = settings.embed_retries
         self.backoff_s = settings.embed_retry_backoff_s
         self.acquire_timeout_s = settings.embed_timeout_s
+        self._sends_key = bool(settings.embed_api_key)
         self._slots = _in_flight_slots(self.url, settings.embed_max_in_flight)
+        headers = (
+            {"Authorization": f"Bearer {settings.embed_api_key}"} if settings.embed_api_key else {}
+        )
         # Internal traffic: a web proxy from the environment must not sit in between.
         self._client = httpx.Client(
             base_url=self.url,
@@ -98,6 +104,7 @@ class RemoteEmbedder(Embedder):
             ),
             trust_env=False,
             transport=transport,
+            headers=headers,
         )
         try:
             info = self._info(name)
@@ -248,6 +255,8 @@ class RemoteEmbedder(Embedder):
             if response.status_code < 400:
                 return response
             error = _error_of(response)
+            if response.status_code == 401:
+                raise self._key_refused(error)
             if response.status_code < 500 or error.code in _PERMANENT_CODES:
                 raise error
             problem = f"HTTP {response.status_code}: {error.message}"
@@ -266,6 +275,17 @@ class RemoteEmbedder(Embedder):
             f"the embedding service at {self.url} is unreachable ({problem}, {tries}); start "
             "it with `lookalike embed-server`, or fix or unset LOOKALIKE_EMBED_URL to run the "
             "model in this process"
+        )
+
+    def _key_refused(self, error: LookalikeError) -> EmbedServiceUnavailable:
+        # Not Unauthorized: this process's setting is wrong, not the credentials of whoever
+        # called the API; and not a plain ModelUnavailable, which would try another model.
+        if self._sends_key:
+            problem = "refused this process's key: set LOOKALIKE_EMBED_API_KEY to the service's"
+        else:
+            problem = "needs a key: set LOOKALIKE_EMBED_API_KEY to the key it runs with"
+        return EmbedServiceUnavailable(
+            f"the embedding service at {self.url} {problem} (it answered: {error.message})"
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -317,6 +337,7 @@ def _error_of(response: httpx.Response) -> LookalikeError:
 def _key(settings: Settings, name: str) -> tuple[Any, ...]:
     return (
         settings.embed_url,
+        settings.embed_api_key,
         name,
         settings.embed_timeout_s,
         settings.embed_connect_timeout_s,

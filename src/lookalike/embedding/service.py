@@ -16,25 +16,36 @@ Every request may name a `model` (a form field, a JSON field, or the `X-Lookalik
 the default is the model the service resolved at start-up (`resolve_default_embedder`). Every
 answer names the model that made the vectors: `model_name`, `model_version` (its model id, which
 is what a collection records) and `dim`.
+
+Anyone who can reach the service can make it burn CPU and fetch URLs, so every route but the
+probes takes the shared key `LOOKALIKE_EMBED_API_KEY` (`ServiceAccess`); the service refuses to
+start without one unless `LOOKALIKE_EMBED_OPEN` is set and it listens on loopback only. A URL is
+fetched only under an allow-list prefix and, since a listed name can resolve to anything, only
+from the public addresses it resolved to when checked (`fetch_addresses`, `pinned_request`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -72,8 +83,10 @@ from lookalike.errors import (
     ImageTooLarge,
     InvalidInput,
     LookalikeError,
+    Misconfigured,
     ModelMismatch,
     ModelUnavailable,
+    Unauthorized,
     UrlFetchFailed,
     UrlNotAllowed,
 )
@@ -87,6 +100,7 @@ _MAX_REDIRECTS = 3
 _JSON_SLACK = 64 * 1024
 
 M = TypeVar("M", bound=BaseModel)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -254,6 +268,127 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
+# --- who may call it -------------------------------------------------------------------------
+
+_LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
+
+_bearer = HTTPBearer(
+    auto_error=False, description="The service's key, LOOKALIKE_EMBED_API_KEY, as a bearer token."
+)
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The service's key, LOOKALIKE_EMBED_API_KEY."
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding to `host` keeps a server on this machine: `localhost`, 127.0.0.0/8 or ::1."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    address = ip_literal(name)
+    return address is not None and _unmapped(address).is_loopback
+
+
+def check_service_access(settings: Settings) -> None:
+    """Refuse to run a service that anyone could use: without `embed_api_key` it runs only with
+    `embed_open` set and `host` on loopback (`Misconfigured` otherwise)."""
+    if settings.embed_api_key and settings.embed_api_key.strip():
+        return
+    loopback = " or ".join(_LOOPBACK_NAMES)
+    if not settings.embed_open:
+        raise Misconfigured(
+            "the embedding service needs a key: set LOOKALIKE_EMBED_API_KEY (its clients send "
+            "the same value), or set LOOKALIKE_EMBED_OPEN=true to run it without one on a "
+            f"loopback address ({loopback})"
+        )
+    if not is_loopback_host(settings.host):
+        raise Misconfigured(
+            f"LOOKALIKE_EMBED_OPEN runs the embedding service without a key, which is refused "
+            f"on {settings.host!r}: other machines can reach that address. Set "
+            f"LOOKALIKE_EMBED_API_KEY, or listen on {loopback} (--host)"
+        )
+
+
+class ServiceAccess:
+    """Who may use the service: callers presenting `LOOKALIKE_EMBED_API_KEY` (`Authorization:
+    Bearer KEY` or `X-API-Key: KEY`), or, in open mode, callers on a loopback connection.
+
+    Open mode checks the connection as well as the bind address checked at start-up, because an
+    ASGI server other than `lookalike embed-server` may listen elsewhere than `settings.host`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        check_service_access(settings)
+        key = settings.embed_api_key
+        # Digests of equal length, so the comparison does not even reveal the key's length.
+        self._digest = _digest(key) if key and key.strip() else None
+
+    @property
+    def open(self) -> bool:
+        return self._digest is None
+
+    def allows(self, request: Request, presented: str | None) -> bool:
+        if self._digest is None:
+            return _on_loopback(request)
+        return presented is not None and hmac.compare_digest(_digest(presented), self._digest)
+
+    def check(self, request: Request, presented: str | None) -> None:
+        """`Unauthorized` unless `allows`, saying what is missing."""
+        if self.allows(request, presented):
+            return
+        if self._digest is None:
+            raise Unauthorized(
+                "this embedding service runs without a key (LOOKALIKE_EMBED_OPEN) and answers "
+                "on loopback only; its operator sets LOOKALIKE_EMBED_API_KEY to serve others"
+            )
+        if presented is None:
+            raise Unauthorized(
+                "this embedding service needs its key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>' (the Lookalike API sends LOOKALIKE_EMBED_API_KEY)"
+            )
+        raise Unauthorized("that is not this embedding service's key (LOOKALIKE_EMBED_API_KEY)")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _on_loopback(request: Request) -> bool:
+    """Whether the request came in on a loopback socket (or a Unix socket, which is local)."""
+    server = request.scope.get("server")
+    if not server:
+        return False
+    host, port = server[0], server[1]
+    return port is None or is_loopback_host(str(host))
+
+
+def _presented_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> str | None:
+    if api_key:
+        return api_key
+    return credentials.credentials if credentials is not None else None
+
+
+PresentedKey = Annotated[str | None, Depends(_presented_key)]
+
+
+def require_key(request: Request, presented: PresentedKey) -> None:
+    """The dependency of every route that embeds or tells about models."""
+    access: ServiceAccess = request.app.state.embed_access
+    access.check(request, presented)
+
+
+def caller_has_key(request: Request, presented: PresentedKey) -> bool:
+    """For the open probes: whether to add details (the model, a load error) to the answer."""
+    access: ServiceAccess = request.app.state.embed_access
+    return access.allows(request, presented)
+
+
+HasKey = Annotated[bool, Depends(caller_has_key)]
+
+
 # --- the service ------------------------------------------------------------------------------
 
 
@@ -277,6 +412,9 @@ class EmbedService:
             ),
             follow_redirects=False,  # each hop is checked against the allow-list
             trust_env=False,
+            # Connections are keyed by the IP they go to, not the name checked against the
+            # certificate: a kept one could carry a request for another name at the same IP.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
@@ -419,19 +557,20 @@ class EmbedService:
             raise InvalidInput("image_b64 is not valid base64") from None
 
     def fetch(self, url: str) -> bytes:
-        """GET an image from an allowed URL: timeouts, the byte limit and every redirect hop
-        checked against the allow-list."""
+        """GET an image from an allowed URL: timeouts, the byte limit, and every redirect hop
+        checked against the allow-list and connected to the public address it was checked at."""
         limit = self.settings.max_image_bytes
         deadline = time.monotonic() + self.settings.embed_fetch_timeout_s
-        current = check_url_allowed(url, self.settings.embed_allowed_urls)
+        allowed = self.settings.embed_allowed_urls
+        current = httpx.URL(check_url_allowed(url, allowed))
         for _ in range(_MAX_REDIRECTS + 1):
+            addresses = fetch_addresses(current)
             try:
-                with self._http.stream("GET", current) as response:
+                with self._get(current, addresses, deadline) as response:
                     if response.is_redirect:
                         location = response.headers.get("location", "")
-                        current = check_url_allowed(
-                            str(response.url.join(location)), self.settings.embed_allowed_urls
-                        )
+                        # Joined to the URL as named, not to the IP the request went to.
+                        current = httpx.URL(check_url_allowed(str(current.join(location)), allowed))
                         continue
                     if response.status_code != 200:
                         raise UrlFetchFailed(
@@ -455,6 +594,26 @@ class EmbedService:
             except httpx.HTTPError as exc:
                 raise UrlFetchFailed(f"fetching {current} failed: {_describe(exc)}") from exc
         raise UrlFetchFailed(f"fetching {url}: more than {_MAX_REDIRECTS} redirects")
+
+    @contextmanager
+    def _get(
+        self, url: httpx.URL, addresses: list[IPAddress], deadline: float
+    ) -> Iterator[httpx.Response]:
+        """The streamed answer to GET `url` from the first of `addresses` that takes the
+        connection; never from an address the name might resolve to now."""
+        response: httpx.Response | None = None
+        for index, address in enumerate(addresses):
+            try:
+                response = self._http.send(pinned_request(self._http, url, address), stream=True)
+                break
+            except httpx.ConnectError:
+                if index == len(addresses) - 1 or time.monotonic() > deadline:
+                    raise
+        assert response is not None
+        try:
+            yield response
+        finally:
+            response.close()
 
 
 def check_url_allowed(url: str, allowed: list[str]) -> str:
@@ -483,9 +642,10 @@ def check_url_allowed(url: str, allowed: list[str]) -> str:
         for prefix in allowed:
             if _under_prefix(target, path, prefix):
                 return str(target)
+    # The allow-list itself stays out of the message: it maps the operator's network.
     raise UrlNotAllowed(
-        f"{url} is not under an allowed URL prefix (LOOKALIKE_EMBED_ALLOWED_URLS: "
-        f"{', '.join(allowed)})"
+        f"{url} is not under a URL prefix this embedding service may fetch from; send the image "
+        "bytes instead, or have its operator add the prefix to LOOKALIKE_EMBED_ALLOWED_URLS"
     )
 
 
@@ -508,6 +668,87 @@ def _under_prefix(target: httpx.URL, path: str, prefix: str) -> bool:
 
 def _port(url: httpx.URL) -> int | None:
     return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def fetch_addresses(url: httpx.URL) -> list[IPAddress]:
+    """Where to connect for `url`, which `check_url_allowed` has admitted.
+
+    An IP literal is used as it is: an allow-list entry names exactly that address, so the
+    operator meant it, internal or not. A name is resolved here, once, and refused when any of
+    its addresses is not public (`is_public_address`): a listed name must not lead into this
+    machine or its network because of what DNS (or `localhost`) answers. The caller connects to
+    these addresses, never to the name, so a second DNS answer cannot replace the checked one.
+    """
+    literal = ip_literal(url.host)
+    if literal is not None:
+        return [literal]
+    host = url.raw_host.decode("ascii")
+    try:
+        addresses = resolve_host(host, _port(url) or 0)
+    except OSError as exc:
+        raise UrlFetchFailed(f"fetching {url} failed: cannot resolve {host} ({exc})") from None
+    if not addresses:
+        raise UrlFetchFailed(f"fetching {url} failed: {host} has no address")
+    internal = [address for address in addresses if not is_public_address(address)]
+    if internal:
+        # The addresses go to the log only: the caller learns nothing about the network.
+        log.warning("refused %s: %s resolves to %s", url, host, ", ".join(map(str, internal)))
+        raise UrlNotAllowed(
+            f"{url} is not fetched: {host} resolves to a loopback, private or otherwise "
+            "internal address. To fetch from an internal server, its operator lists the "
+            "server's IP address itself in LOOKALIKE_EMBED_ALLOWED_URLS "
+            "(http://10.0.0.5/images/, not a host name)"
+        )
+    return addresses
+
+
+def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` resolves to, in the order the system prefers, without repeats."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def pinned_request(client: httpx.Client, url: httpx.URL, address: IPAddress) -> httpx.Request:
+    """A GET of `url` that connects to `address` instead of resolving the name again: the URL
+    carries the IP; the Host header and, for HTTPS, the SNI name (so the certificate is checked
+    against it) carry the name."""
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https" and ip_literal(url.host) is None:
+        extensions["sni_hostname"] = url.raw_host.decode("ascii")
+    return client.build_request(
+        "GET",
+        url.copy_with(host=str(address)),
+        headers={"Host": url.netloc.decode("ascii")},
+        extensions=extensions,
+    )
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """`host` as an IP address when it is written as one (`10.0.0.5`, `::1`), else None."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """False for loopback, private, link-local, multicast, reserved and unspecified addresses,
+    IPv4 or IPv6, an IPv4 address written as IPv6 (`::ffff:127.0.0.1`) included."""
+    address = _unmapped(address)
+    return address.is_global and not (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _describe(exc: Exception) -> str:
@@ -595,8 +836,18 @@ async def _form_files(
 
 
 def create_embed_app(settings: Settings | None = None) -> FastAPI:
-    """The embedding service app; it loads its default model in the background at start-up."""
+    """The embedding service app; it loads its default model in the background at start-up.
+
+    Raises `Misconfigured` when it would run without a key anywhere but on loopback
+    (`check_service_access`).
+    """
     settings = settings or Settings()
+    access = ServiceAccess(settings)
+    if access.open:
+        log.warning(
+            "the embedding service runs without a key (LOOKALIKE_EMBED_OPEN): it answers "
+            "connections on loopback only"
+        )
     metrics = EmbedMetrics()
     service = EmbedService(settings, metrics)
     max_batch = settings.embed_max_batch
@@ -618,8 +869,11 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.embed_service = service
+    app.state.embed_access = access
     install_error_handlers(app)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    # Everything that embeds or tells about models; only the probes below stay open.
+    protected = APIRouter(dependencies=[Depends(require_key)])
 
     async def model_for(name: str | None) -> Embedder:
         return await run_in_threadpool(service.model, name)
@@ -657,14 +911,14 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
 
         return embedder, await run_in_threadpool(gather)
 
-    @app.post("/embed/image", tags=["embed"])
+    @protected.post("/embed/image", tags=["embed"])
     async def embed_image(request: Request) -> EmbeddingOut:
         """One image (multipart `file`, or JSON `image_b64` / `url`) to its vector."""
         embedder, data = await one_image(request)
         vectors = await embed_images(embedder, [data], "/embed/image")
         return EmbeddingOut(**model_fields(embedder), embedding=vectors[0].tolist())
 
-    @app.post("/embed/image/batch", tags=["embed"])
+    @protected.post("/embed/image/batch", tags=["embed"])
     async def embed_image_batch(request: Request) -> EmbeddingsOut:
         """Several images (multipart `files`, or JSON `images`) to their vectors, in order."""
         embedder, images = await many_images(request)
@@ -673,7 +927,7 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
             **model_fields(embedder), count=len(vectors), embeddings=vectors.tolist()
         )
 
-    @app.post("/embed/text", tags=["embed"])
+    @protected.post("/embed/text", tags=["embed"])
     async def embed_text(request: Request) -> EmbeddingOut | EmbeddingsOut:
         """`{"text": ...}` to `embedding`, `{"texts": [...]}` to `embeddings`. Image-only models
         answer 422 `text_search_unavailable`, saying what to install."""
@@ -688,7 +942,7 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
             **model_fields(embedder), count=len(vectors), embeddings=vectors.tolist()
         )
 
-    @app.post("/embed/preprocessed", tags=["embed"], response_class=Response)
+    @protected.post("/embed/preprocessed", tags=["embed"], response_class=Response)
     async def embed_preprocessed(request: Request) -> Response:
         """Resized pixels (uint8) or model inputs (float32) to vectors, both as raw bytes; the
         API's fast path. The wire format is described in `lookalike.embedding.wire`."""
@@ -728,7 +982,7 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
             },
         )
 
-    @app.get("/embed/info", tags=["embed"])
+    @protected.get("/embed/info", tags=["embed"])
     async def embed_info(model: str | None = None) -> ModelInfoOut:
         """The model's name, id, size and preprocessing, for clients that preprocess themselves."""
         return service.info(await model_for(model))
@@ -739,42 +993,45 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        """Ready once the default model is loaded."""
+    def readyz(has_key: HasKey) -> JSONResponse:
+        """Ready once the default model is loaded; the model and any load error are told to
+        callers with the key only."""
         if service.ready:
-            embedder = service.default()
-            return JSONResponse({"status": "ready", "model": embedder.model_id})
+            details = {"model": service.default().model_id} if has_key else {}
+            return JSONResponse({"status": "ready", **details})
         status = "not ready" if service.load_error else "loading"
-        return JSONResponse({"status": status, "error": service.load_error}, status_code=503)
+        error = service.load_error if has_key else None
+        return JSONResponse({"status": status, "error": error}, status_code=503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    # Behind the key: the metrics name every model loaded and the traffic per route, and
+    # Prometheus can send the key (`authorization: {credentials: KEY}` in the scrape config).
+    @protected.get("/metrics", tags=["health"], response_class=Response)
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # --- the CLIP feature service's contract ---
 
     @app.get("/health", tags=["compatibility"])
-    def health() -> JSONResponse:
-        """`{"status": "healthy", "model_loaded": true, ...}`; 503 until the model is loaded."""
+    def health(has_key: HasKey) -> JSONResponse:
+        """`{"status": "healthy", "model_loaded": true, ...}`; 503 until the model is loaded. The
+        model's fields and any load error are told to callers with the key only."""
         if not service.ready:
             status = "unhealthy" if service.load_error else "loading"
+            error = service.load_error if has_key else None
             return JSONResponse(
-                {"status": status, "model_loaded": False, "error": service.load_error},
-                status_code=503,
+                {"status": status, "model_loaded": False, "error": error}, status_code=503
             )
-        embedder = service.default()
-        return JSONResponse(
-            {"status": "healthy", "model_loaded": True, **model_fields(embedder), "device": "cpu"}
-        )
+        details = {**model_fields(service.default()), "device": "cpu"} if has_key else {}
+        return JSONResponse({"status": "healthy", "model_loaded": True, **details})
 
-    @app.post("/extract-features", tags=["compatibility"])
+    @protected.post("/extract-features", tags=["compatibility"])
     async def extract_features(request: Request) -> FeaturesOut:
         """One image (multipart `file`/`image`, or JSON `image` base64 / `url`) to `features`."""
         embedder, data = await one_image(request)
         vectors = await embed_images(embedder, [data], "/extract-features")
         return FeaturesOut(**model_fields(embedder), features=vectors[0].tolist())
 
-    @app.post("/extract-features-batch", tags=["compatibility"])
+    @protected.post("/extract-features-batch", tags=["compatibility"])
     async def extract_features_batch(request: Request) -> FeaturesBatchOut:
         """Several images (multipart `files`/`images`, or JSON `images`) to `features`."""
         embedder, images = await many_images(request)
@@ -783,4 +1040,5 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
             **model_fields(embedder), count=len(vectors), features=vectors.tolist()
         )
 
+    app.include_router(protected)
     return app
