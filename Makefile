@@ -13,8 +13,9 @@ WEB := web
 WEB_STAMP := $(WEB)/node_modules/.installed
 OUT := $(CURDIR)/test-output
 CHROMIUM := /usr/bin/chromium
+CLAMD := /usr/sbin/clamd
 
-.PHONY: demo test lint typecheck unit bench venv clean web web-check api-types e2e chromium
+.PHONY: demo test lint typecheck unit bench venv clean web web-check api-types e2e chromium clamav
 
 venv: $(STAMP)
 
@@ -55,6 +56,19 @@ chromium:
 		apt-get install -y chromium chromium-driver || \
 		{ apt-get update && apt-get install -y chromium chromium-driver; }; }
 
+# The virus-scan tests start their own clamd (own config, socket and EICAR-only signatures) from
+# Debian's clamav-daemon. The packaged services are kept from starting and disabled: they would
+# have no signatures, and freshclam would reach for the internet.
+clamav:
+	@test -x $(CLAMD) || { export DEBIAN_FRONTEND=noninteractive; \
+		policy=/usr/sbin/policy-rc.d; ours=; \
+		test -e $$policy || { printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; ours=1; }; \
+		apt-get install -y --no-install-recommends clamav-daemon || \
+		{ apt-get update && apt-get install -y --no-install-recommends clamav-daemon; }; \
+		status=$$?; test -z "$$ours" || rm -f $$policy; \
+		systemctl disable clamav-daemon.socket clamav-daemon clamav-freshclam >/dev/null 2>&1; \
+		exit $$status; }
+
 # Real server, real collection, real browser; screenshots in test-output/screenshots.
 e2e: $(STAMP) web chromium
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) WEB_E2E_OUT=$(OUT) WEB_E2E_REQUIRED=1 \
@@ -73,7 +87,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) clamav
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -m "not e2e"
 
 test: lint typecheck web-check unit e2e

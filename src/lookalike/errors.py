@@ -38,6 +38,13 @@ class UnsupportedImageType(InvalidImage):
     status = 415
 
 
+class ExtremeAspectRatio(InvalidImage):
+    """One side of the image is many times the other (a strip, not a photo)."""
+
+    code = "extreme_aspect_ratio"
+    status = 422
+
+
 class ImageTooLarge(InvalidInput):
     """Over the byte limit, or over the pixel limit (decompression bomb)."""
 
@@ -110,6 +117,17 @@ class Busy(LookalikeError):
         self.retry_after_s = retry_after_s
 
 
+class Infected(InvalidInput):
+    """The virus scanner (clamd) found malware in the file; it was quarantined, not stored."""
+
+    code = "infected"
+    status = 422
+
+    def __init__(self, message: str, signature: str) -> None:
+        super().__init__(message)
+        self.signature = signature
+
+
 class RequestTooLarge(InvalidInput):
     """The request body is over `LOOKALIKE_MAX_REQUEST_BYTES`."""
 
@@ -147,6 +165,14 @@ class ModelMismatch(ModelUnavailable):
 
     code = "model_mismatch"
     status = 409
+
+
+class VirusScannerUnavailable(LookalikeError):
+    """The virus scanner (`LOOKALIKE_CLAMD_URL`) cannot be reached or failed to scan: uploads
+    are refused until it is back, never let through unscanned."""
+
+    code = "virus_scanner_unavailable"
+    status = 503
 
 
 class UrlNotAllowed(Forbidden):

@@ -2,9 +2,10 @@
 
 Two stages run at once:
 
-1. *prepare*, in a small thread pool: size check, sha256, duplicate check, decode (validates the
-   bytes), pHash, thumbnail and the model's input tensor; then the catalog row (pending) and its
-   job, then the original and the thumbnail into the blob store.
+1. *prepare*, in a small thread pool: size check, sha256, duplicate check, virus scan (with
+   `LOOKALIKE_CLAMD_URL`), decode (validates the bytes), pHash, thumbnail and the model's input
+   tensor; then the catalog row (pending) and its job, then the original and the thumbnail into
+   the blob store.
 2. *embed*, one thread: takes prepared tensors from a bounded queue in batches, runs the model,
    upserts vectors with their payload and marks the images embedded.
 
@@ -38,9 +39,10 @@ from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.config import Settings
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
-from lookalike.errors import Busy, ImageTooLarge, LookalikeError, NotFound
+from lookalike.errors import Busy, ImageTooLarge, Infected, LookalikeError, NotFound
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
+from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
 from lookalike.observability import timed
 from lookalike.quality.nsfw import NsfwDetector, shared_detector
 from lookalike.quality.scores import quality_score
@@ -207,6 +209,8 @@ class IngestPipeline:
         self.nsfw: NsfwDetector | None = (
             shared_detector(settings.nsfw_threads) if settings.nsfw else None
         )
+        # None when LOOKALIKE_CLAMD_URL is unset: no virus scan.
+        self.virus_scanner = ClamdScanner.from_settings(settings)
         self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
         self._pool = ThreadPoolExecutor(
             settings.ingest_workers, thread_name_prefix="ingest", initializer=_yield_to_model
@@ -456,6 +460,7 @@ class IngestPipeline:
                 conn.execute(delete(Image).where(Image.id == existing.id))
         if existing is not None and existing.status != "failed":
             return IngestResult(file.filename, "duplicate", existing.id, existing.record_id), None
+        self._scan_for_viruses(file, sha)
 
         with timed("ingest", "decode"):
             decoded = decode_image(
@@ -544,6 +549,32 @@ class IngestPipeline:
             crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
         )
         return IngestResult(file.filename, "added", image_id, record_id, job_id=job_id), item
+
+    def _scan_for_viruses(self, file: IngestFile, sha: str) -> None:
+        """Refuse an infected file, and quarantine it, before the decoder or any store sees it.
+
+        Raises `VirusScannerUnavailable` when a scan is configured but cannot be done.
+        """
+        if self.virus_scanner is None or not 0 < len(file.data) <= self.settings.max_image_bytes:
+            return  # no scanner; or bytes the decoder refuses next without reading them
+        with timed("ingest", "virus_scan"):
+            signature = self.virus_scanner.scan(file.data)
+        if signature is None:
+            return
+        path = quarantine(
+            quarantine_dir(self.settings),
+            file.data,
+            sha,
+            filename=file.filename,
+            signature=signature,
+            source=file.source,
+        )
+        log.warning("refused %s: clamd found %s; quarantined as %s", file.filename, signature, path)
+        raise Infected(
+            f"the file contains malware ({signature}, found by the virus scanner); it was refused "
+            "and quarantined, and nothing was stored",
+            signature=signature,
+        )
 
     def _nsfw_score(self, image: PILImage) -> float | None:
         """The image's NSFW score, or None when scoring is off, unavailable or failed: a
