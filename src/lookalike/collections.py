@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from lookalike.catalog import Collection, Image, Record
+from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import (
     get_collection,
     get_record,
@@ -22,9 +23,17 @@ from lookalike.catalog.repository import (
 )
 from lookalike.embedding import load_embedder
 from lookalike.embedding.crops import crops_vector_name
-from lookalike.errors import Conflict, ImageNotFound, InvalidInput, LookalikeError, NotFound
+from lookalike.errors import (
+    Conflict,
+    ImageNotFound,
+    InvalidInput,
+    LookalikeError,
+    NoImageAdded,
+    NotFound,
+)
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail
 from lookalike.ingest.payload import PAYLOAD_INDEXES
+from lookalike.ingest.pipeline import IngestFile, IngestResult, NewRecord, raise_if_unavailable
 from lookalike.quality.dedup import model_thresholds
 from lookalike.vectors.base import IndexSettings, VectorSpec
 
@@ -235,8 +244,9 @@ def create_record(
     tags: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
 ) -> Record:
-    if not name.strip():
-        raise InvalidInput("a record needs a non-empty name")
+    check_record_fields(
+        name=name, description=description, owner=owner, tags=tags, metadata=extra or {}
+    )
     record = Record(
         collection_id=collection.id,
         name=name,
@@ -248,6 +258,49 @@ def create_record(
     with rt.catalog.session() as session:
         session.add(record)
     return record
+
+
+def create_record_with_images(
+    rt: Lookalike,
+    collection: Collection,
+    files: Sequence[IngestFile],
+    *,
+    name: str,
+    owner: str,
+    description: str = "",
+    tags: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+    wait: bool = False,
+) -> tuple[Record, list[IngestResult]]:
+    """A record made together with its first added image, in one transaction: when no image can
+    be added (all refused or already stored), no record is made and the error says why."""
+    target = NewRecord(
+        name=name,
+        owner=owner,
+        description=description,
+        tags=tuple(sorted(set(tags))),
+        extra=extra or {},
+    )
+    results = rt.ingest.add(collection, target, files, wait=wait, block=False)
+    raise_if_unavailable(results)
+    added = next((r for r in results if r.status == "added" and r.record_id), None)
+    if added is None:
+        reasons = "; ".join(
+            f"{r.filename or 'a file'}: "
+            + (
+                r.reason or "refused"
+                if r.status == "rejected"
+                else f"stored already as image {r.image_id} of record {r.record_id}"
+            )
+            for r in results
+        )
+        if all(r.status == "duplicate" for r in results):
+            raise Conflict(
+                f"no record was made: every image is in the collection already ({reasons})"
+            )
+        raise NoImageAdded(f"no record was made: none of the images could be added ({reasons})")
+    assert added.record_id is not None
+    return find_record(rt, collection.tenant, added.record_id), results
 
 
 def update_record(
@@ -262,8 +315,7 @@ def update_record(
     owner: str | None = None,
 ) -> Record:
     """Change a record's fields; tags and owner are mirrored into its images' vector payloads."""
-    if name is not None and not name.strip():
-        raise InvalidInput("a record needs a non-empty name")
+    check_record_fields(name=name, description=description, owner=owner, tags=tags, metadata=extra)
     with rt.catalog.session() as session:
         record = get_record(session, tenant, record_id)
         if name is not None:

@@ -204,7 +204,10 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = "on"
     public_url: str | None = Field(default=None, description="Base URL used in preview links.")
     secret_key: str | None = Field(
-        default=None, description="Signs tokens and URLs; generated into data_dir when unset."
+        default=None,
+        min_length=32,
+        description="Signs tokens and URLs (at least 32 characters, e.g. `openssl rand -hex 32`); "
+        "generated into data_dir when unset.",
     )
     web_dir: Path | None = Field(
         default_factory=_default_web_dir,

@@ -45,6 +45,13 @@ class ExtremeAspectRatio(InvalidImage):
     status = 422
 
 
+class NoImageAdded(InvalidInput):
+    """A record was to be made with images, and none of them could be added: no record is made."""
+
+    code = "no_image_added"
+    status = 422
+
+
 class ImageTooLarge(InvalidInput):
     """Over the byte limit, or over the pixel limit (decompression bomb)."""
 

@@ -30,7 +30,7 @@ class Lookalike:
 
     def __init__(self, settings: Settings | None = None, *, start: bool = True) -> None:
         self.settings = settings or Settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The vector engine takes the data-dir lock: open it first so a second process fails
         # before touching anything else.
         self.vectors = QdrantEdgeIndex(self.settings.vectors_dir)

@@ -22,9 +22,11 @@ import jwt
 from lookalike.auth import ALGORITHM, Principal, secret_key
 from lookalike.catalog import new_id
 from lookalike.config import Settings
-from lookalike.errors import ImageTooLarge, InvalidInput, NotFound, Unauthorized
+from lookalike.errors import Conflict, ImageTooLarge, InvalidInput, NotFound, Unauthorized
 
 _AUDIENCE = "lookalike-upload"
+_USED = ".used"
+_MAX_TTL_S = 24 * 3600
 _KEY = re.compile(r"^uploads/([0-9A-HJKMNP-TV-Z]{26})$")
 
 
@@ -97,9 +99,18 @@ async def receive_upload(settings: Settings, token: str, body: AsyncIterator[byt
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / upload_id
     temp = directory / f".{upload_id}.part"
+    used = Conflict(
+        "this upload URL was used already; ask for a new one (POST /api/images/presign)"
+    )
+    if final.exists() or (directory / f"{upload_id}{_USED}").exists():
+        raise used
+    try:
+        fh = temp.open("xb")  # a second PUT of the same URL at the same time gets the 409
+    except FileExistsError:
+        raise used from None
     size = 0
     try:
-        with temp.open("wb") as fh:
+        with fh:
             async for chunk in body:
                 size += len(chunk)
                 if size > settings.max_image_bytes:
@@ -113,6 +124,7 @@ async def receive_upload(settings: Settings, token: str, body: AsyncIterator[byt
             "tenant": claims["tenant"],
             "collection": claims["collection"],
             "filename": claims.get("filename"),
+            "expires": claims["exp"],
         }
         (directory / f"{upload_id}.json").write_text(json.dumps(meta))
         os.replace(temp, final)
@@ -140,9 +152,28 @@ def take_upload(settings: Settings, tenant: str, key: str) -> StagedUpload:
 
 
 def discard_upload(settings: Settings, key: str) -> None:
+    """Remove the staged bytes once ingested, and remember until its URL expires that the
+    upload was used, so that the URL cannot store a second file."""
     match = _KEY.match(key)
     if match is None:
         return
-    for name in (match.group(1), f"{match.group(1)}.json"):
+    directory = _dir(settings)
+    upload_id = match.group(1)
+    try:
+        expires = json.loads((directory / f"{upload_id}.json").read_text())["expires"]
+    except (FileNotFoundError, KeyError, ValueError):
+        expires = int(time.time()) + _MAX_TTL_S
+    (directory / f"{upload_id}{_USED}").write_text(str(expires))
+    for name in (upload_id, f"{upload_id}.json"):
         with contextlib.suppress(FileNotFoundError):
-            (_dir(settings) / name).unlink()
+            (directory / name).unlink()
+    _forget_expired(directory)
+
+
+def _forget_expired(directory: Path) -> None:
+    """Drop the marks of used uploads whose URLs have expired (they cannot be used anyway)."""
+    now = time.time()
+    for mark in directory.glob(f"*{_USED}"):
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if float(mark.read_text()) < now:
+                mark.unlink()

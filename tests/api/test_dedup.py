@@ -81,14 +81,27 @@ def test_verdict_at_ingest(
     alice = bearer(secured)
     same_bytes = jpeg(open_image(photos["coffee"]), 95)
     r = client.post(
-        "/api/collections/dup/records?wait=true",
+        "/api/images/batch",
+        headers=alice,
+        data={"collection": "dup"},
+        files=[("images", ("again.jpg", same_bytes, "image/jpeg"))],
+    )
+    result = r.json()[0]
+    assert result["status"] == "duplicate"
+    assert result["duplicate"] == {"tier": "exact", "image_id": shelf["coffee"], "score": 1.0}
+    # A record made only of a stored image is not made at all (it would stay empty).
+    records_before = client.get("/api/collections/dup/records", headers=alice).json()["total"]
+    r = client.post(
+        "/api/collections/dup/records",
         headers=alice,
         data={"name": "again"},
         files=[("images", ("again.jpg", same_bytes, "image/jpeg"))],
     )
-    result = r.json()["results"][0]
-    assert result["status"] == "duplicate"
-    assert result["duplicate"] == {"tier": "exact", "image_id": shelf["coffee"], "score": 1.0}
+    assert r.status_code == 409, r.text
+    assert shelf["coffee"] in r.json()["error"]["message"]
+    assert (
+        client.get("/api/collections/dup/records", headers=alice).json()["total"] == records_before
+    )
     for copy, original in (
         ("coffee_small", "coffee"),
         ("coffee_bright", "coffee"),

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +25,7 @@ from lookalike.api import OPERATIONAL_PATHS
 from lookalike.api.errors import error_response
 from lookalike.api.ratelimit import TokenBuckets, open_token_buckets
 from lookalike.config import Settings
-from lookalike.errors import RateLimited, RequestTooLarge
+from lookalike.errors import InvalidInput, RateLimited, RequestTooLarge
 
 
 class RateLimits:
@@ -145,6 +146,78 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+class JsonDepthLimitMiddleware:
+    """422 for JSON request bodies nested deeper than `max_depth`, before anything parses them.
+
+    Python's JSON parser recurses once per level: a body of a few kilobytes of brackets raises
+    RecursionError deep inside a route. No request of this API nests more than a few levels
+    (filters, metadata), so the limit is generous. The body is already bounded by
+    `BodySizeLimitMiddleware`, which runs first.
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        depth = json_depth(body, self.max_depth)
+        if depth > self.max_depth:
+            response = error_response(
+                422,
+                InvalidInput.code,
+                f"the JSON body is nested more than {self.max_depth} levels deep; no request "
+                "of this API needs that many",
+            )
+            await response(scope, receive, send)
+            return
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def json_depth(body: bytes, stop_at: int) -> int:
+    """How deep the arrays and objects of `body` nest (stops counting past `stop_at`)."""
+    if body.count(b"[") + body.count(b"{") <= stop_at:
+        return 0  # not enough brackets to go deeper than the limit: no need to look closer
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop_at:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return bool(media == b"application/json" or media.endswith(b"+json"))
+    return False
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -168,11 +241,12 @@ def _find(exc: BaseException, kind: type[RequestTooLarge]) -> RequestTooLarge | 
 
 
 def install_limits(app: FastAPI, settings: Settings, buckets: TokenBuckets | None = None) -> None:
-    """Body size limit, rate limits, CORS and gzip, innermost first.
+    """Body size and JSON depth limits, rate limits, CORS and gzip, innermost first.
 
     Call before `install_observability`, so the access log and the metrics see the 413s and
     429s these produce.
     """
+    app.add_middleware(JsonDepthLimitMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
 
     limits = RateLimits(settings, buckets)

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Per-collection series stop here: a scrape must stay cheap with thousands of collections.
-MAX_COLLECTION_SERIES = 200
+# The totals read at most this many collections' index status: a scrape must stay cheap.
+MAX_COLLECTION_STATUS = 1000
 
 
 class Metrics:
@@ -111,37 +111,49 @@ class _RuntimeCollector(Collector):
 
     @staticmethod
     def _vector_status(rt: Lookalike) -> Iterator[Metric]:
-        labels = ("collection", "collection_name")
+        """Totals over every collection. /metrics is unauthenticated and shared by all tenants,
+        so no series names a collection (its id, name or size is a tenant's business); a
+        tenant reads its own collections' figures from the API."""
+        collections = GaugeMetricFamily("lookalike_collections", "Collections, all tenants.")
         points = GaugeMetricFamily(
-            "lookalike_vector_points", "Points in the collection's vector index.", labels=labels
+            "lookalike_vector_points", "Points in all vector indexes together."
         )
         indexed = GaugeMetricFamily(
             "lookalike_vector_indexed_vectors",
-            "Vectors in the HNSW index (the rest are searched by exact scan).",
-            labels=labels,
+            "Vectors in HNSW indexes (the rest are searched by exact scan), all collections.",
         )
         building = GaugeMetricFamily(
-            "lookalike_vector_index_building", "1 while an index build runs.", labels=labels
+            "lookalike_vector_index_builds_running", "Collections whose index build runs now."
         )
         failed = GaugeMetricFamily(
-            "lookalike_vector_index_build_failed", "1 when the last build failed.", labels=labels
+            "lookalike_vector_index_builds_failed", "Collections whose last index build failed."
         )
+        totals = [0, 0, 0, 0, 0]
         try:
             with rt.catalog.session() as session:
-                rows = session.execute(
-                    select(Collection.id, Collection.name)
+                ids = session.scalars(
+                    select(Collection.id)
                     .order_by(Collection.created_at)
-                    .limit(MAX_COLLECTION_SERIES)
+                    .limit(MAX_COLLECTION_STATUS)
                 ).all()
-            for collection_id, name in rows:
+            for collection_id in ids:
                 if not rt.vectors.has_collection(collection_id):
                     continue
                 status = rt.vectors.status(collection_id)
-                values = [collection_id, name]
-                points.add_metric(values, status.points)
-                indexed.add_metric(values, status.indexed_vectors)
-                building.add_metric(values, 1 if status.building else 0)
-                failed.add_metric(values, 1 if status.last_build_error else 0)
+                for i, value in enumerate(
+                    (
+                        1,
+                        status.points,
+                        status.indexed_vectors,
+                        status.building,
+                        status.last_build_error is not None,
+                    )
+                ):
+                    totals[i] += int(value)
         except Exception:  # a scrape must answer even when the catalog or an index does not
             log.exception("reading vector index status for metrics failed")
-        yield from (points, indexed, building, failed)
+        for family, total in zip(
+            (collections, points, indexed, building, failed), totals, strict=True
+        ):
+            family.add_metric([], total)
+            yield family

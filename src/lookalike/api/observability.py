@@ -113,7 +113,8 @@ class RequestObservabilityMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = accept_request_id(incoming)
-        header = (b"x-request-id", request_id.encode("ascii"))
+        # nosniff on every answer: a browser takes each body as the type it is sent as.
+        headers = [(b"x-request-id", request_id.encode("ascii")), _NOSNIFF]
         token = begin_request(request_id)
         status = 500
         started = False
@@ -123,7 +124,10 @@ class RequestObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                sent = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in sent}
+                sent += [h for h in headers if h[0] not in names]
+                message = {**message, "headers": sent}
             await send(message)
 
         metrics = self.metrics
@@ -133,7 +137,11 @@ class RequestObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             status = 500
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception(
+                "unhandled error in %s %s",
+                scope["method"],
+                _loggable_path(scope, route_template(scope, self.templates)),
+            )
             if started:
                 raise
             response = error_response(500, "internal", "internal server error; see the server log")
@@ -141,6 +149,7 @@ class RequestObservabilityMiddleware:
         finally:
             seconds = time.perf_counter() - start
             route = route_template(scope, self.templates)
+            path = _loggable_path(scope, route)
             if metrics is not None:
                 metrics.in_progress.dec()
                 metrics.observe_request(scope["method"], route, status, seconds)
@@ -148,19 +157,33 @@ class RequestObservabilityMiddleware:
                 logging.DEBUG if scope["path"] in OPERATIONAL_PATHS else logging.INFO,
                 "%s %s %d %.1fms",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 seconds * 1000,
                 extra={
                     "method": scope["method"],
                     "route": route,
-                    "path": scope["path"],
+                    "path": path,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                     "client": scope["client"][0] if scope.get("client") else None,
                 },
             )
             end_request(token)
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+# Path parameters that are credentials: a signed upload URL carries its signature in the path,
+# and a log line must not hand it to whoever reads the logs.
+_SECRET_PARAMS = ("{token}",)
+
+
+def _loggable_path(scope: Scope, route: str) -> str:
+    path: str = scope["path"]
+    if any(secret in route for secret in _SECRET_PARAMS):
+        return route  # the template: /api/uploads/{token}
+    return path
 
 
 def install_observability(app: FastAPI, settings: Settings) -> Metrics | None:

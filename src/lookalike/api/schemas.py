@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lookalike.anomaly_queue import AnomalyItem
 from lookalike.catalog import Collection, Feedback, Image, Record
+from lookalike.catalog.record_fields import (
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    OWNER_MAX,
+    TAG_MAX,
+    TAGS_MAX,
+    check_metadata,
+    metadata_is_valid,
+)
 from lookalike.ingest.pipeline import IngestResult
 from lookalike.search.filters import SearchFilters
 from lookalike.search.service import thumbnail_url
@@ -16,6 +25,15 @@ from lookalike.search.service import thumbnail_url
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _checked_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    check_metadata(value)  # its InvalidInput is answered as a 422 naming the problem
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_checked_metadata)]
+Tag = Annotated[str, Field(max_length=TAG_MAX)]
 
 
 class CollectionCreate(Strict):
@@ -188,7 +206,8 @@ class RecordOut(BaseModel):
             name=r.name,
             description=r.description,
             tags=list(r.tags),
-            metadata=dict(r.extra),
+            # A record stored before its metadata was checked must still be listable.
+            metadata=dict(r.extra) if metadata_is_valid(r.extra) else {},
             owner=r.owner,
             created_at=r.created_at,
             images=[ImageOut.of(i) for i in (images or [])],
@@ -237,19 +256,21 @@ class RecordCreated(BaseModel):
 
 
 class RecordCreate(Strict):
-    name: str = Field(min_length=1, max_length=512)
-    description: str = Field(default="", max_length=100_000)
-    tags: list[str] = Field(default_factory=list, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    owner: str | None = Field(default=None, max_length=128)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str = Field(default="", max_length=DESCRIPTION_MAX)
+    tags: list[Tag] = Field(default_factory=list, max_length=TAGS_MAX)
+    metadata: Metadata = Field(
+        default_factory=dict, description="Any JSON object: at most 16 levels deep and 64 KiB."
+    )
+    owner: str | None = Field(default=None, min_length=1, max_length=OWNER_MAX)
 
 
 class RecordUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=512)
-    description: str | None = Field(default=None, max_length=100_000)
-    tags: list[str] | None = Field(default=None, max_length=256)
-    metadata: dict[str, Any] | None = None
-    owner: str | None = Field(default=None, min_length=1, max_length=128)
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
+    tags: list[Tag] | None = Field(default=None, max_length=TAGS_MAX)
+    metadata: Metadata | None = None
+    owner: str | None = Field(default=None, min_length=1, max_length=OWNER_MAX)
 
 
 class SearchRequest(Strict):

@@ -35,11 +35,19 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
+from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.config import Settings
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
-from lookalike.errors import Busy, ImageTooLarge, Infected, LookalikeError, NotFound
+from lookalike.errors import (
+    Busy,
+    ImageTooLarge,
+    Infected,
+    LookalikeError,
+    NotFound,
+    VirusScannerUnavailable,
+)
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
@@ -98,6 +106,15 @@ class NewRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     key: str = field(default_factory=new_id)
 
+    def __post_init__(self) -> None:
+        check_record_fields(
+            name=self.name,
+            description=self.description,
+            owner=self.owner,
+            tags=self.tags,
+            metadata=self.extra,
+        )
+
 
 RecordTarget = str | NewRecord  # an existing record id, or a record to create
 
@@ -112,6 +129,23 @@ class IngestResult:
     reason: str | None = None
     # The embed job of an added image: its status says when the image is searchable.
     job_id: str | None = None
+
+
+# Rejections that say nothing about the file, only that the service cannot take files now.
+_UNAVAILABLE: dict[str, type[LookalikeError]] = {
+    Busy.code: Busy,
+    VirusScannerUnavailable.code: VirusScannerUnavailable,
+}
+
+
+def raise_if_unavailable(results: Sequence[IngestResult]) -> None:
+    """Raise the service's own error when every file was refused for the same passing reason
+    (a full queue, a scanner that is down): the request as a whole gets a 503 to retry."""
+    codes = {r.error_code for r in results}
+    if results and len(codes) == 1 and all(r.status == "rejected" for r in results):
+        error = _UNAVAILABLE.get(next(iter(codes)) or "")
+        if error is not None:
+            raise error(results[0].reason or "the service cannot take files now; retry later")
 
 
 @dataclass
@@ -467,6 +501,7 @@ class IngestPipeline:
                 file.data,
                 max_bytes=settings.max_image_bytes,
                 max_pixels=settings.max_image_pixels,
+                max_aspect_ratio=settings.max_aspect_ratio,
                 reduce_for=self._working_size(embedder, collection),
             )
         phash = phash_hex(decoded.image)
@@ -790,10 +825,13 @@ class IngestPipeline:
             if image.blob_key is None or not self.blobs.exists(image.blob_key):
                 raise NotFound("the original was never stored; upload the image again")
             data = self.blobs.get(image.blob_key)
+            embedder = self.embedder_for(collection)
             decoded = decode_image(
                 data,
                 max_bytes=max(self.settings.max_image_bytes, len(data)),
                 max_pixels=self.settings.max_image_pixels,
+                max_aspect_ratio=self.settings.max_aspect_ratio,
+                reduce_for=self._working_size(embedder, collection),
             )
             if image.thumbnail_key is None:
                 thumb = make_thumbnail(decoded.image, size=self.settings.thumbnail_size)
@@ -801,7 +839,6 @@ class IngestPipeline:
             if image.nsfw_score is None:
                 # Stored before a crash, or while the detector was missing or switched off.
                 image.nsfw_score = self._nsfw_score(decoded.image)
-            embedder = self.embedder_for(collection)
             payload = image_payload(collection, record, image)
         crops = self._crops(collection, embedder, decoded.image)
         return _Prepared(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,12 +28,14 @@ FilterField = Literal[
 ]  # fmt: skip
 MAX_DEPTH = 4
 MAX_CONDITIONS = 64
+# Engines keep integers in 64 bits.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class RangeBounds(BaseModel):
     """Bounds of a range; numbers for numeric fields, ISO 8601 datetimes for `created_at`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     gt: float | datetime | None = None
     gte: float | datetime | None = None
@@ -50,8 +52,8 @@ class FieldCondition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: FilterField
-    match: str | int | bool | None = None
-    any: list[str | int] | None = Field(default=None, min_length=1, max_length=1024)
+    match: str | Int64 | bool | None = None
+    any: list[str | Int64] | None = Field(default=None, min_length=1, max_length=1024)
     range: RangeBounds | None = None
     is_empty: bool | None = None
 

@@ -10,6 +10,7 @@ converts losslessly in both directions.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
+
+from lookalike.errors import InvalidInput
 
 Distance = Literal["cosine", "dot", "euclid"]
 PayloadType = Literal["keyword", "integer", "float", "datetime", "bool"]
@@ -67,12 +70,25 @@ class Hit:
 # --- filters ---------------------------------------------------------------
 
 
+# Filters are checked when they are made, so that no engine ever sees a value it cannot hold:
+# a NaN bound panicked inside Qdrant Edge, and engines keep integers in 64 bits.
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_value(key: str, value: object) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise InvalidInput(f"filter on {key!r}: {value} does not fit in a 64-bit integer")
+
+
 @dataclass(frozen=True)
 class MatchValue:
     """`key` equals `value` (for a list field: contains it)."""
 
     key: str
     value: str | int | bool
+
+    def __post_init__(self) -> None:
+        _check_value(self.key, self.value)
 
 
 @dataclass(frozen=True)
@@ -82,16 +98,25 @@ class MatchAny:
     key: str
     values: tuple[str | int, ...]
 
+    def __post_init__(self) -> None:
+        for value in self.values:
+            _check_value(self.key, value)
+
 
 @dataclass(frozen=True)
 class Range:
-    """Numeric range on `key`; bounds left as None are open."""
+    """Numeric range on `key`; bounds left as None are open. Bounds are finite numbers."""
 
     key: str
     gt: float | None = None
     gte: float | None = None
     lt: float | None = None
     lte: float | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.gt, self.gte, self.lt, self.lte):
+            if bound is not None and not math.isfinite(bound):
+                raise InvalidInput(f"range on {self.key!r}: bounds must be finite numbers")
 
 
 @dataclass(frozen=True)

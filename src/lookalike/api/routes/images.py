@@ -12,8 +12,14 @@ from lookalike.errors import NotFound
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 
-# Blobs are content-addressed, so a URL's bytes never change.
-_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
+# Blobs are content-addressed, so a URL's bytes never change. Uploaded bytes are served as the
+# image type they were validated as and nothing else: no sniffing (a GIF that is also HTML stays
+# a GIF), and a sandbox with no scripts should a browser render one as a page anyway.
+_IMMUTABLE = {
+    "Cache-Control": "private, max-age=31536000, immutable",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+}
 
 
 @router.get("/{image_id}")

@@ -17,6 +17,7 @@ from lookalike.api.forms import (
     openapi_body,
     read_uploads,
     split_tags,
+    validate,
 )
 from lookalike.api.schemas import (
     IngestResultOut,
@@ -60,40 +61,51 @@ async def create_record(
     if is_multipart(request):
         form = await request.form(max_files=256, max_fields=64)
         files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
-        body = (
-            RecordCreate(
-                name=str(form.get("name") or ""),
-                description=str(form.get("description") or ""),
-                tags=split_tags([str(t) for t in form.getlist("tags")]),
-                owner=str(form["owner"]) if form.get("owner") else None,
-            )
-            if form.get("name")
-            else None
-        )
-        if body is None:
+        if not form.get("name"):
             raise InvalidInput("name: a record needs a name")
+        body = validate(
+            RecordCreate,
+            {
+                "name": str(form.get("name")),
+                "description": str(form.get("description") or ""),
+                "tags": split_tags([str(t) for t in form.getlist("tags")]),
+                "owner": str(form["owner"]) if form.get("owner") else None,
+            },
+        )
         uploads = await read_uploads(files)
     else:
         body = await json_body(request, RecordCreate)
         uploads = []
-    record = await run_in_threadpool(
-        svc.create_record,
-        rt,
-        collection,
-        name=body.name,
-        owner=body.owner or caller.user,
-        description=body.description,
-        tags=body.tags,
-        extra=body.metadata,
-    )
-    results = []
-    if uploads:
-        results = await run_in_threadpool(
-            lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
+    owner = body.owner or caller.user
+    if not uploads:
+        record = await run_in_threadpool(
+            lambda: svc.create_record(
+                rt,
+                collection,
+                name=body.name,
+                owner=owner,
+                description=body.description,
+                tags=body.tags,
+                extra=body.metadata,
+            )
         )
-    fresh = await run_in_threadpool(svc.find_record, rt, caller.tenant, record.id)
+        return RecordCreated(record=RecordOut.of(record, []), results=[])
+    record, results = await run_in_threadpool(
+        lambda: svc.create_record_with_images(
+            rt,
+            collection,
+            uploads,
+            name=body.name,
+            owner=owner,
+            description=body.description,
+            tags=body.tags,
+            extra=body.metadata,
+            wait=wait,
+        )
+    )
     return RecordCreated(
-        record=RecordOut.of(fresh, fresh.images), results=[IngestResultOut.of(r) for r in results]
+        record=RecordOut.of(record, record.images),
+        results=[IngestResultOut.of(r) for r in results],
     )
 
 

@@ -20,10 +20,16 @@ from lookalike.api.forms import (
     read_uploads,
     split_tags,
 )
-from lookalike.api.schemas import IngestResultOut, Strict
+from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
 from lookalike.catalog import Collection, Job
-from lookalike.errors import Busy, InvalidInput, NotFound
-from lookalike.ingest.pipeline import IngestFile, IngestResult, NewRecord, RecordTarget
+from lookalike.errors import InvalidInput, NotFound
+from lookalike.ingest.pipeline import (
+    IngestFile,
+    IngestResult,
+    NewRecord,
+    RecordTarget,
+    raise_if_unavailable,
+)
 from lookalike.uploads import discard_upload, presign_upload, receive_upload, take_upload
 
 router = APIRouter(tags=["uploads"])
@@ -42,17 +48,10 @@ class PresignOut(BaseModel):
     max_bytes: int
 
 
-class NewRecordIn(Strict):
-    name: str = Field(min_length=1, max_length=512)
-    description: str = Field(default="", max_length=100_000)
-    tags: list[str] = Field(default_factory=list, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
 class IngestRequest(Strict):
     key: str = Field(description="The key /api/images/presign returned.")
     record_id: str | None = Field(default=None, description="Add the image to this record...")
-    record: NewRecordIn | None = Field(default=None, description="...or create this record.")
+    record: RecordCreate | None = Field(default=None, description="...or create this record.")
 
 
 class JobOut(BaseModel):
@@ -108,8 +107,7 @@ def _results(
     rt: Runtime, collection: Collection, items: list[tuple[RecordTarget, IngestFile]]
 ) -> list[IngestResult]:
     results = rt.ingest.add_many(collection, items, block=False)
-    if results and all(r.error_code == Busy.code for r in results):
-        raise Busy("the ingest queue is full; retry later", retry_after_s=5)
+    raise_if_unavailable(results)
     return results
 
 
@@ -131,16 +129,16 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
         assert body.record is not None
         target = NewRecord(
             name=body.record.name,
-            owner=caller.user,
+            owner=body.record.owner or caller.user,
             description=body.record.description,
             tags=tuple(body.record.tags),
             extra=body.record.metadata,
         )
+    # A 503 (queue full, scanner down) leaves the upload staged for the retry.
     (result,) = _results(
         rt, collection, [(target, IngestFile(staged.data, staged.filename, "api"))]
     )
-    if result.status != "rejected" or result.error_code != Busy.code:
-        discard_upload(rt.settings, body.key)
+    discard_upload(rt.settings, body.key)
     return IngestResultOut.of(result)
 
 
