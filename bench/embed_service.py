@@ -63,6 +63,8 @@ def main() -> None:
         "LOOKALIKE_MODEL": args.model,
         "LOOKALIKE_MODEL_DOWNLOAD": "false",
         "LOOKALIKE_EMBED_BATCH_SIZE": str(args.batch),
+        # Loopback only, so the service may run without its shared key.
+        "LOOKALIKE_EMBED_OPEN": "true",
     }
     env.pop("LOOKALIKE_EMBED_URL", None)
     local_settings = Settings(
