@@ -1192,7 +1192,7 @@ export interface components {
              */
             key: string;
             /** @description ...or create this record. */
-            record?: components["schemas"]["NewRecordIn"] | null;
+            record?: components["schemas"]["RecordCreate"] | null;
             /**
              * Record Id
              * @description Add the image to this record...
@@ -1289,22 +1289,6 @@ export interface components {
              */
             mode?: "move" | "drop";
         };
-        /** NewRecordIn */
-        NewRecordIn: {
-            /**
-             * Description
-             * @default
-             */
-            description?: string;
-            /** Metadata */
-            metadata?: {
-                [key: string]: unknown;
-            };
-            /** Name */
-            name: string;
-            /** Tags */
-            tags?: string[];
-        };
         /** PairOut */
         PairOut: {
             /**
@@ -1390,6 +1374,27 @@ export interface components {
              * @default null
              */
             lte?: number | string | null;
+        };
+        /** RecordCreate */
+        RecordCreate: {
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Metadata
+             * @description Any JSON object: at most 16 levels deep and 64 KiB.
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /** Name */
+            name: string;
+            /** Owner */
+            owner?: string | null;
+            /** Tags */
+            tags?: string[];
         };
         /** RecordCreated */
         RecordCreated: {
@@ -2086,7 +2091,10 @@ export interface operations {
                      * @default
                      */
                     description?: string;
-                    /** Metadata */
+                    /**
+                     * Metadata
+                     * @description Any JSON object: at most 16 levels deep and 64 KiB.
+                     */
                     metadata?: {
                         [key: string]: unknown;
                     };
