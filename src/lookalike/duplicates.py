@@ -96,13 +96,25 @@ class IngestVerdicts:
                 verdicts[image_id] = verdict
         if not verdicts:
             return
-        with self.rt.catalog.session() as session:
-            for image_id, v in verdicts.items():
-                session.execute(
-                    update(Image)
-                    .where(Image.id == image_id)
-                    .values(duplicate_tier=v.tier, duplicate_of=v.image_id, duplicate_score=v.score)
+
+        def store(session: Session) -> None:
+            # The image a verdict points at may have been deleted since the search found it.
+            alive = set(
+                session.scalars(
+                    select(Image.id).where(Image.id.in_({v.image_id for v in verdicts.values()}))
                 )
+            )
+            for image_id, v in verdicts.items():
+                if v.image_id in alive:
+                    session.execute(
+                        update(Image)
+                        .where(Image.id == image_id)
+                        .values(
+                            duplicate_tier=v.tier, duplicate_of=v.image_id, duplicate_score=v.score
+                        )
+                    )
+
+        self.rt.catalog.retrying(store)
 
 
 def nearest_duplicate(
@@ -235,7 +247,14 @@ def run_sweep(
     )
     wanted = [c for c in found if c.tier in tiers]
     sweep_id = sweep_id or new_id()
-    stored = _store_clusters(rt, collection, ids, vectors, wanted, sweep_id, same, subset=image_ids)
+    stored = _load_clusters(
+        rt,
+        rt.catalog.retrying(
+            lambda session: _store_clusters(
+                session, rt, collection, ids, vectors, wanted, sweep_id, same, subset=image_ids
+            )
+        ),
+    )
     return SweepResult(collection.id, sweep_id, stored, _stats(stats, len(stored)), limits)
 
 
@@ -311,6 +330,7 @@ def _pair_constraints(
 
 
 def _store_clusters(
+    session: Session,
     rt: Lookalike,
     collection: Collection,
     ids: list[str],
@@ -320,63 +340,63 @@ def _store_clusters(
     same: set[tuple[int, int]],
     *,
     subset: Sequence[str] | None,
-) -> list[DuplicateCluster]:
+) -> list[str]:
+    """Replace the open clusters the sweep covered with `clusters`; returns the new ids.
+
+    Members deleted since the sweep loaded its points are left out (run it in
+    `catalog.retrying`: one deleted between this read and the commit fails the commit).
+    """
     member_ids = {ids[row] for c in clusters for row in c.members}
-    with rt.catalog.session() as session:
-        images = {
-            i.id: i
-            for i in session.scalars(select(Image).where(Image.id.in_(list(member_ids)))).all()
-        }
-        old = select(DuplicateCluster.id).where(
-            DuplicateCluster.collection_id == collection.id, DuplicateCluster.status == "open"
-        )
-        if subset is not None:
-            old = old.where(
-                DuplicateCluster.id.in_(
-                    select(DuplicateClusterMember.cluster_id).where(
-                        DuplicateClusterMember.image_id.in_(list(subset))
-                    )
+    images = {
+        i.id: i for i in session.scalars(select(Image).where(Image.id.in_(list(member_ids)))).all()
+    }
+    old = select(DuplicateCluster.id).where(
+        DuplicateCluster.collection_id == collection.id, DuplicateCluster.status == "open"
+    )
+    if subset is not None:
+        old = old.where(
+            DuplicateCluster.id.in_(
+                select(DuplicateClusterMember.cluster_id).where(
+                    DuplicateClusterMember.image_id.in_(list(subset))
                 )
             )
-        session.execute(
-            delete(DuplicateCluster).where(DuplicateCluster.id.in_(list(session.scalars(old))))
         )
-        stored: list[DuplicateCluster] = []
-        for c in clusters:
-            rows = {ids[row]: row for row in c.members if ids[row] in images}
-            if len(rows) < 2:
-                continue
-            keeper = choose_keeper(
-                [images[i] for i in rows],
-                rt.settings.dedup_keeper_policy,
-                rt.settings.dedup_preferred_formats,
+    session.execute(
+        delete(DuplicateCluster).where(DuplicateCluster.id.in_(list(session.scalars(old))))
+    )
+    stored: list[DuplicateCluster] = []
+    for c in clusters:
+        rows = {ids[row]: row for row in c.members if ids[row] in images}
+        if len(rows) < 2:
+            continue
+        keeper = choose_keeper(
+            [images[i] for i in rows],
+            rt.settings.dedup_keeper_policy,
+            rt.settings.dedup_preferred_formats,
+        )
+        keeper_row = rows[keeper.id]
+        settled = all(
+            (min(keeper_row, row), max(keeper_row, row)) in same
+            for row in rows.values()
+            if row != keeper_row
+        )
+        cluster = DuplicateCluster(
+            collection_id=collection.id,
+            sweep_id=sweep_id,
+            tier=c.tier,
+            status="duplicate" if settled else "open",
+            keeper_image_id=keeper.id,
+        )
+        # The sweep's rows are unit vectors: a dot product is the cosine.
+        for image_id, row in rows.items():
+            score = (
+                1.0 if row == keeper_row else round(float(vectors[keeper_row] @ vectors[row]), 6)
             )
-            keeper_row = rows[keeper.id]
-            settled = all(
-                (min(keeper_row, row), max(keeper_row, row)) in same
-                for row in rows.values()
-                if row != keeper_row
-            )
-            cluster = DuplicateCluster(
-                collection_id=collection.id,
-                sweep_id=sweep_id,
-                tier=c.tier,
-                status="duplicate" if settled else "open",
-                keeper_image_id=keeper.id,
-            )
-            # The sweep's rows are unit vectors: a dot product is the cosine.
-            for image_id, row in rows.items():
-                score = (
-                    1.0
-                    if row == keeper_row
-                    else round(float(vectors[keeper_row] @ vectors[row]), 6)
-                )
-                cluster.members.append(DuplicateClusterMember(image_id=image_id, score=score))
-            session.add(cluster)
-            stored.append(cluster)
-        session.flush()
-        ids_out = [c.id for c in stored]
-    return _load_clusters(rt, ids_out)
+            cluster.members.append(DuplicateClusterMember(image_id=image_id, score=score))
+        session.add(cluster)
+        stored.append(cluster)
+    session.flush()
+    return [c.id for c in stored]
 
 
 def choose_keeper(

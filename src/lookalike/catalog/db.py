@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -85,6 +88,22 @@ class Catalog:
             raise
         finally:
             session.close()
+
+    def retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
+        """Run `work` in a session, again (in a new one) when the commit breaks a constraint.
+
+        For writes that name rows another request may delete meanwhile (a cluster member, the
+        image a duplicate verdict points at): `work` reads what exists and writes only that,
+        and a delete that slipped in between its read and its commit costs one more try.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.session() as session:
+                    return work(session)
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
