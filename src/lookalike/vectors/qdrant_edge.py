@@ -95,6 +95,10 @@ _FULL_SCAN_POINTS = 10_000
 _SEGMENTS = 4
 # After a failed build, automatic builds wait this long before trying again.
 _RETRY_AFTER_S = 60.0
+# A deleted point keeps its storage until the shard is rebuilt (the build's optimize drops it):
+# once this many deletes, and at least as many as live points, came since the last build, the
+# next write or delete starts one, so a collection that churns stays the size of what it holds.
+_VACUUM_AFTER_DELETES = 1000
 _INT8_OVERSAMPLING = 2.0
 
 _DISTANCES = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
@@ -254,7 +258,10 @@ class QdrantEdgeIndex(VectorIndex):
         coll = self._get(collection)
         wanted: list[_EdgeId] = [_to_uuid(i) for i in ids]
         if wanted:
-            self._apply(coll, [qe.UpdateOperation.delete_points(wanted)], new_points=0)
+            self._apply(
+                coll, [qe.UpdateOperation.delete_points(wanted)], new_points=0, deleted=len(wanted)
+            )
+            self._maybe_build(coll)
 
     # --- reads ------------------------------------------------------------------
 
@@ -484,10 +491,13 @@ class QdrantEdgeIndex(VectorIndex):
             finally:
                 coll.shard.close()
 
-    def _apply(self, coll: _Collection, ops: list[qe.UpdateOperation], *, new_points: int) -> None:
+    def _apply(
+        self, coll: _Collection, ops: list[qe.UpdateOperation], *, new_points: int, deleted: int = 0
+    ) -> None:
         with coll.write_lock:
             self._apply_locked(coll, ops)
             coll.unindexed += new_points
+            coll.deleted += deleted
 
     def _apply_locked(self, coll: _Collection, ops: list[qe.UpdateOperation]) -> None:
         shard = coll.live()
@@ -503,12 +513,21 @@ class QdrantEdgeIndex(VectorIndex):
 
     def _maybe_build(self, coll: _Collection) -> bool:
         threshold = max(1, coll.meta.settings.indexing_threshold)
-        if coll.build is not None or coll.unindexed < threshold or coll.closing:
+        if coll.build is not None or coll.closing:
+            return False
+        if coll.unindexed < threshold and not self._needs_vacuum(coll):
             return False
         if time.monotonic() - coll.failed_at < _RETRY_AFTER_S:
             return False
         _, started = self._start_build(coll)
         return started
+
+    @staticmethod
+    def _needs_vacuum(coll: _Collection) -> bool:
+        if coll.deleted < _VACUUM_AFTER_DELETES:
+            return False
+        with coll.reading() as shard:
+            return coll.deleted >= int(shard.info().points_count)
 
     def _start_build(self, coll: _Collection) -> tuple[_Build, bool]:
         with coll.write_lock:
@@ -529,7 +548,7 @@ class QdrantEdgeIndex(VectorIndex):
 
     def _run_build(self, coll: _Collection, build: _Build) -> None:
         started = time.monotonic()
-        covered = 0
+        covered = reclaimed = 0
         new_shard: qe.EdgeShard | None = None
         old_shard: qe.EdgeShard | None = None
         old_dir: Path | None = None
@@ -542,6 +561,7 @@ class QdrantEdgeIndex(VectorIndex):
                 _copy_shard(coll.path / coll.meta.shard, build.shard_dir)
                 build.log = []
                 covered, coll.unindexed = coll.unindexed, 0
+                reclaimed, coll.deleted = coll.deleted, 0
             copied = time.monotonic()
             self._run_build_process(build)
             if build.cancelled:
@@ -581,6 +601,7 @@ class QdrantEdgeIndex(VectorIndex):
             log.exception("index build of %s failed", coll.name)
             with coll.write_lock:
                 coll.unindexed += covered
+                coll.deleted += reclaimed
                 coll.failed_at = time.monotonic()
                 coll.last_build_error = build.error
         finally:
@@ -694,6 +715,7 @@ class _Collection:
         self.specs = {v.name: v for v in meta.vectors}
         self.shard = shard
         self.unindexed = unindexed
+        self.deleted = 0  # points deleted since the last build's copy (their storage remains)
         self.write_lock = threading.Lock()
         self.gate = _ReadGate()
         self.build: _Build | None = None

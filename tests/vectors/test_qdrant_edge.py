@@ -1,0 +1,44 @@
+"""Qdrant Edge only: what an embedded engine must do for itself that a server does on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.ingest.payload import PAYLOAD_INDEXES
+from lookalike.vectors.base import IndexSettings, Point, VectorSpec
+from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
+
+from .test_contract import ulids, unit, wait_until
+
+DIM = 64  # wide enough that vectors, not headers, decide the shard size
+
+
+def _size(path: Path) -> int:
+    """Bytes on disk (the engine preallocates sparse files: their length says little)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+def test_a_collection_that_churns_stays_the_size_of_what_it_holds(tmp_path: Path) -> None:
+    """Deleted points keep their storage until a rebuild: enough deletes start one."""
+    with QdrantEdgeIndex(tmp_path / "vectors") as index:
+        index.create_collection(
+            "c", [VectorSpec("img", DIM)], IndexSettings(indexing_threshold=10**9), PAYLOAD_INDEXES
+        )
+        keep = ulids(100)
+        index.upsert("c", [Point(i, {"img": v}) for i, v in zip(keep, unit(100, DIM), strict=True)])
+        grown = 0
+        for round_ in range(16):
+            batch = ulids(500, start=10_000 * (round_ + 1))
+            vectors = unit(500, DIM, seed=round_ + 1)
+            index.upsert("c", [Point(i, {"img": v}) for i, v in zip(batch, vectors, strict=True)])
+            grown = max(grown, _size(tmp_path / "vectors" / "c"))
+            index.delete("c", batch)
+        wait_until(lambda: not index.status("c").building)
+        assert index.status("c").points == 100
+        # The rebuild dropped the deleted points' storage (8000 went through, 100 stay).
+        assert _size(tmp_path / "vectors" / "c") < grown / 2
+        assert index.status("c").indexed_vectors == 100
+        probe = unit(100, DIM)[7]
+        assert index.search("c", "img", np.asarray(probe), limit=1)[0].id == keep[7]
