@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,11 +24,18 @@ def error_response(
     )
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+# A bad deeply nested body can fail in hundreds of places at once; the first few say enough.
+_MAX_LISTED_ERRORS = 5
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """One line from pydantic's errors: where and what, for the first few of them."""
     parts = []
-    for err in exc.errors():
+    for err in errors[:_MAX_LISTED_ERRORS]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        parts.append(f"{where[:200] or 'request'}: {str(err.get('msg', 'invalid'))[:500]}")
+    if len(errors) > _MAX_LISTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_LISTED_ERRORS} more")
     return "; ".join(parts) or "invalid request"
 
 
@@ -42,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_input", _validation_message(exc))
+        return error_response(422, "invalid_input", validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.datastructures import UploadFile
 
+from lookalike.api.errors import validation_message
+from lookalike.api.limits import MAX_JSON_DEPTH, json_depth
 from lookalike.errors import InvalidInput, LookalikeError
 from lookalike.ingest.pipeline import IngestFile
 
@@ -99,11 +101,7 @@ def validate(model: type[M], raw: Any) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-            msgs.append(f"{where}: {err.get('msg', 'invalid')}")
-        raise InvalidInput("; ".join(msgs)) from None
+        raise InvalidInput(validation_message(exc.errors())) from None
 
 
 async def read_uploads(files: list[UploadFile], *, source: str = "upload") -> list[IngestFile]:
@@ -115,16 +113,23 @@ async def read_uploads(files: list[UploadFile], *, source: str = "upload") -> li
     return out
 
 
+def json_field(text: str, field: str) -> Any:
+    """A form field that holds JSON, parsed under the same depth limit as a JSON body."""
+    if json_depth(text.encode(), MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{field}: nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidInput(f"{field}: not valid JSON") from None
+
+
 def split_tags(values: list[str]) -> list[str]:
     """Tags given as repeated fields, comma-separated, or a JSON list."""
     tags: list[str] = []
     for value in values:
         value = value.strip()
         if value.startswith("["):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                raise InvalidInput("tags: not a valid JSON list") from None
+            parsed = json_field(value, "tags")
             if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
                 raise InvalidInput("tags: a JSON list of strings is expected")
             tags.extend(parsed)

@@ -137,6 +137,8 @@ def salient_boxes(
     scores: list[NDArray[np.float64]] = []
     shorter = min(width, height)
     for fraction in SALIENT_SIDES:
+        if fraction * shorter < 1:
+            continue  # a window under one pixel: nothing to see in it
         # A square in pixels is a rectangle on the squashed map.
         win_w = max(1, min(size, round(fraction * shorter / width * size)))
         win_h = max(1, min(size, round(fraction * shorter / height * size)))
@@ -153,6 +155,8 @@ def salient_boxes(
         top = np.clip((ys + win_h / 2) * scale_y - side / 2, 0, height - side)
         boxes.append(np.stack([left, top, left + side, top + side], axis=-1).reshape(-1, 4))
         scores.append(sums.reshape(-1))
+    if not boxes:
+        return []
     candidates = np.concatenate(boxes)
     score = np.concatenate(scores)
     keep = score > 0
@@ -163,14 +167,14 @@ def salient_boxes(
     while len(picked) < count and len(score):
         best = int(np.argmax(score))
         chosen = candidates[best]
-        picked.append(
-            (
-                round(chosen[0]),
-                round(chosen[1]),
-                min(width, round(chosen[2])),
-                min(height, round(chosen[3])),
-            )
+        box = (
+            round(chosen[0]),
+            round(chosen[1]),
+            min(width, round(chosen[2])),
+            min(height, round(chosen[3])),
         )
+        if box[2] > box[0] and box[3] > box[1]:
+            picked.append(box)
         rest = _iou(candidates, chosen) <= MAX_PICK_IOU
         candidates, score = candidates[rest], score[rest]
     return picked

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -148,6 +148,27 @@ class SearchFilters(BaseModel):
     must: list[FieldCondition | BoolFilter] = Field(default_factory=list)
     should: list[FieldCondition | BoolFilter] = Field(default_factory=list)
     must_not: list[FieldCondition | BoolFilter] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shallow_enough(cls, raw: Any) -> Any:
+        """Refuse a tree nested past the limit before it is validated: every level of a
+        union of models multiplies the errors a bad deep tree would produce."""
+        stack = [(raw, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if not isinstance(node, dict):
+                continue
+            children = [
+                item
+                for key in ("must", "should", "must_not")
+                if isinstance(node.get(key), list)
+                for item in node[key]
+            ]
+            if children and depth >= MAX_DEPTH:
+                raise ValueError(f"filters nest at most {MAX_DEPTH} levels deep")
+            stack.extend((child, depth + 1) for child in children)
+        return raw
 
     @model_validator(mode="after")
     def _within_limits(self) -> SearchFilters:

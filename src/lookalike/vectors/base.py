@@ -14,7 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -121,11 +121,25 @@ class Range:
 
 @dataclass(frozen=True)
 class DatetimeRange:
+    """Time range on `key`; bounds are timezone-aware and exist in UTC."""
+
     key: str
     gt: datetime | None = None
     gte: datetime | None = None
     lt: datetime | None = None
     lte: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.gt, self.gte, self.lt, self.lte):
+            if bound is None:
+                continue
+            try:
+                bound.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise InvalidInput(
+                    f"range on {self.key!r}: {bound.isoformat()} is outside the years 1-9999 "
+                    "in UTC"
+                ) from None
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import FILE_SCHEMA, is_multipart, json_body, openapi_body, validate
+from lookalike.api.forms import (
+    FILE_SCHEMA,
+    is_multipart,
+    json_body,
+    json_field,
+    openapi_body,
+    validate,
+)
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.collections import find_collection
 from lookalike.errors import InvalidInput
@@ -50,10 +55,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""
         }
         if "filter" in raw:
-            try:
-                raw["filter"] = json.loads(str(raw["filter"]))
-            except json.JSONDecodeError:
-                raise InvalidInput("filter: not valid JSON") from None
+            raw["filter"] = json_field(str(raw["filter"]), "filter")
         for flag in ("include_payload", "use_crops"):
             if flag in raw:
                 raw[flag] = str(raw[flag]).lower() in ("1", "true", "yes", "on")
