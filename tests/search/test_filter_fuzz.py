@@ -11,6 +11,9 @@ bounds (a panic inside the vector engine). Properties:
 - `POST /api/search/similar`, by `image_id` (JSON) or by an uploaded image (multipart), never
   answers 5xx, and every 4xx is `{"error": {"code", "message"}}`.
 
+Two kinds of input: anything (random types in every position, nesting to thousands of levels)
+and well-formed filters with values at the edges (NaN, infinities, 2**64, year 1 at +14:00, huge
+strings and lists), so that a nesting failure cannot hide what the engine does with the values.
 Deep filters are built as text and as objects without recursion, so the test itself never hits
 the recursion limit it looks for.
 """
@@ -40,7 +43,13 @@ from lookalike.collections import create_collection
 from lookalike.errors import LookalikeError
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.runtime import Lookalike
-from lookalike.search.filters import MAX_DEPTH, FilterField, SearchFilters
+from lookalike.search.filters import (
+    DATETIME_FIELDS,
+    MAX_DEPTH,
+    NUMBER_FIELDS,
+    FilterField,
+    SearchFilters,
+)
 from lookalike.vectors.base import Filter, Range
 from support import make_settings
 
@@ -119,16 +128,37 @@ huge_lists = st.builds(
 
 
 @st.composite
+def edge_conditions(draw: st.DrawFn) -> Any:
+    """A well-formed condition with values at the edges (NaN, infinities, 2**64, year 1 at
+    +14:00, huge strings and lists), where the engine meets them."""
+    test = draw(st.sampled_from(("match", "any", "range", "is_empty")))
+    if test == "range":
+        key = draw(st.sampled_from((*NUMBER_FIELDS, *DATETIME_FIELDS)))
+        bound = iso_datetimes() if key in DATETIME_FIELDS else numbers
+        names = st.sampled_from(("gt", "gte", "lt", "lte"))
+        return {"key": key, "range": draw(st.dictionaries(names, bound, min_size=1))}
+    condition: dict[str, Any] = {"key": draw(st.sampled_from(FIELDS))}
+    if test == "match":
+        condition["match"] = draw(st.one_of(numbers, texts, st.booleans()))
+    elif test == "any":
+        values = st.lists(numbers | texts, min_size=1, max_size=6)
+        condition["any"] = draw(values | huge_lists)
+    else:
+        condition["is_empty"] = draw(st.booleans())
+    return condition
+
+
+@st.composite
 def conditions(draw: st.DrawFn) -> Any:
-    """A condition on a payload field, usually with exactly one test, any value in any slot."""
+    """Four times in five a well-formed condition with edge values, otherwise anything."""
+    return draw(wild_conditions() if draw(st.integers(0, 4)) == 4 else edge_conditions())
+
+
+@st.composite
+def wild_conditions(draw: st.DrawFn) -> Any:
+    """Any number of tests on any key, any value in any slot, sometimes an unknown key."""
     condition: dict[str, Any] = {"key": draw(st.sampled_from(FIELDS) | scalars)}
-    tests = draw(
-        st.one_of(
-            st.sampled_from(("match", "any", "range", "is_empty")).map(lambda t: {t}),
-            st.sets(st.sampled_from(("match", "any", "range", "is_empty")), max_size=4),
-        )
-    )
-    for test in sorted(tests):
+    for test in sorted(draw(st.sets(st.sampled_from(("match", "any", "range", "is_empty"))))):
         if test == "match":
             condition["match"] = draw(scalars | json_values)
         elif test == "any":
@@ -139,7 +169,7 @@ def conditions(draw: st.DrawFn) -> Any:
             condition["range"] = draw(st.dictionaries(names, bound, max_size=4) | json_values)
         else:
             condition["is_empty"] = draw(st.booleans() | scalars)
-    if draw(st.integers(0, 9)) == 0:
+    if draw(st.booleans()):
         condition[draw(st.sampled_from(DSL_KEYS) | st.text(max_size=8))] = draw(json_values)
     return condition
 
@@ -176,6 +206,37 @@ def search_filters(draw: st.DrawFn) -> Any:
     value: dict[str, Any] = {name: draw(shorthands[name]) for name in sorted(names)}
     for clause in draw(st.sets(st.sampled_from(("must", "should", "must_not")), max_size=3)):
         value[clause] = draw(st.lists(bool_filters, max_size=4) | bool_filters)
+    return value
+
+
+@st.composite
+def edge_filters(draw: st.DrawFn) -> Any:
+    """Well-formed filters, within the nesting limit, with values at the edges: what gets past
+    validation to the engine."""
+    typed = {
+        "tags_any": st.lists(texts, max_size=5) | huge_lists,
+        "tags_all": st.lists(texts, max_size=5),
+        "tags_none": st.lists(texts, max_size=5) | huge_lists,
+        "record_ids": st.lists(texts, max_size=5) | huge_lists,
+        "owner": texts,
+        "created_after": iso_datetimes(),
+        "created_before": iso_datetimes(),
+        "min_quality": numbers,
+        "max_nsfw": numbers,
+    }
+    names = draw(st.sets(st.sampled_from(sorted(typed)), max_size=3))
+    value: dict[str, Any] = {name: draw(typed[name]) for name in sorted(names)}
+    nested = st.recursive(
+        edge_conditions(),
+        lambda children: st.dictionaries(
+            st.sampled_from(("must", "should", "must_not")),
+            st.lists(children, min_size=1, max_size=3),
+            min_size=1,
+        ),
+        max_leaves=6,
+    )
+    for clause in draw(st.sets(st.sampled_from(("must", "should", "must_not")), max_size=2)):
+        value[clause] = draw(st.lists(nested, min_size=1, max_size=3))
     return value
 
 
@@ -287,6 +348,17 @@ def test_parsing_gives_a_runnable_filter_or_a_clear_error(filter_: Nested) -> No
         _check_runnable(outcome)
 
 
+@settings(FUZZ, max_examples=200)
+@given(filter_=edge_filters())
+def test_parsing_edge_values_gives_a_runnable_filter_or_a_clear_error(filter_: Any) -> None:
+    note(f"filter: {filter_!r}")
+    outcome = _parse_or_error(filter_)
+    if isinstance(outcome, LookalikeError):
+        _check_clear_error(outcome)
+    else:
+        _check_runnable(outcome)
+
+
 @pytest.mark.parametrize("filter_", DEEP, ids=DEEP_IDS)
 def test_deep_filters_parse_to_a_clear_error(filter_: Nested) -> None:
     outcome = _parse_or_error(filter_.value())
@@ -372,6 +444,17 @@ def test_search_api_never_fails_on_a_filter(
     search_api: SearchApi, filter_: Nested, transport: str
 ) -> None:
     note(f"{transport} request, filter: {filter_!r}")
+    _check_answer(search_api.search(filter_, transport))
+
+
+@settings(FUZZ, max_examples=200)
+@given(filter_=edge_filters().map(Nested), transport=st.sampled_from(("json", "multipart")))
+def test_search_api_never_fails_on_edge_values(
+    search_api: SearchApi, filter_: Nested, transport: str
+) -> None:
+    """Well-formed filters only, so that a nesting or parsing failure cannot hide what the
+    engine does with NaN, 2**64 or year 1."""
+    note(f"{transport} request, filter: {filter_.inner!r}")
     _check_answer(search_api.search(filter_, transport))
 
 

@@ -22,6 +22,9 @@ from lookalike.ingest.pipeline import IngestResult
 from lookalike.search.filters import SearchFilters
 from lookalike.search.service import thumbnail_url
 
+# Past any real page; bounded so that no number a database cannot hold reaches one.
+MAX_OFFSET = 10_000_000
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -454,9 +454,11 @@ def decode_image(
     source = _open_header(data, format_name, plugin, max_pixels, max_aspect_ratio)
 
     full_width, full_height = source.size
+    drafted = False
     if reduce_for is not None and plugin == "JPEG":
         # The decoder scales by 1/2, 1/4 or 1/8 while decoding: far less work and memory.
         source.draft(source.mode, (reduce_for, reduce_for))
+        drafted = True
 
     with DECODE_BUDGET.hold(source.width * source.height):
         try:
@@ -472,6 +474,9 @@ def decode_image(
             raise _damaged(exc) from exc
         # Defensive: the limits must also hold if a container's frame outgrew its header.
         _check_pixels(source.size, max_pixels, max_aspect_ratio)
+        if not drafted:
+            # What was decoded, not what the header said (a damaged HEIF header can differ).
+            full_width, full_height = source.size
 
         orientation = _orientation(source)
         icc_profile = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA") else None

@@ -137,8 +137,7 @@ class DatetimeRange:
                 bound.astimezone(UTC)
             except (OverflowError, ValueError):
                 raise InvalidInput(
-                    f"range on {self.key!r}: {bound.isoformat()} is outside the years 1-9999 "
-                    "in UTC"
+                    f"range on {self.key!r}: {bound.isoformat()} is outside the years 1-9999 in UTC"
                 ) from None
 
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from lookalike import collections as collections_svc
 from lookalike import duplicates as svc
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import DedupThresholdsIn, JobAccepted, Strict
+from lookalike.api.schemas import MAX_OFFSET, DedupThresholdsIn, JobAccepted, Strict
 from lookalike.catalog.models import DuplicateCluster, PairVerdict
 from lookalike.errors import InvalidInput
 from lookalike.runtime import Lookalike
@@ -204,7 +204,7 @@ def list_clusters(
     status_: Annotated[ClusterStatus | None, Query(alias="status")] = None,
     tier: TierName | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ClusterPage:
     """The stored clusters (the latest sweep's open ones and every decided one)."""
     collection = collections_svc.find_collection(rt, caller.tenant, collection_id)

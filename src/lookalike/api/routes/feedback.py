@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from lookalike import feedback as svc
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import FeedbackCreate, FeedbackOut, FeedbackPage
+from lookalike.api.schemas import MAX_OFFSET, FeedbackCreate, FeedbackOut, FeedbackPage
 
 router = APIRouter(tags=["feedback"])
 
@@ -42,7 +42,7 @@ def list_image_feedback(
     rt: Runtime,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> FeedbackPage:
     """The feedback on an image, newest first."""
     rows, total = svc.image_feedback(

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, status
 from lookalike import anomaly_queue as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import (
+    MAX_OFFSET,
     AnomalyItemOut,
     AnomalyPage,
     AnomalyRecompute,
@@ -38,7 +39,7 @@ def list_anomalies(
         float | None, Query(allow_inf_nan=False, description="Only images scoring at least this.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=svc.MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AnomalyPage:
     """The most unusual images of a collection by `sort`, descending; images without that
     score yet (not embedded, or alone in their collection) are left out."""

@@ -20,6 +20,7 @@ from lookalike.api.forms import (
     validate,
 )
 from lookalike.api.schemas import (
+    MAX_OFFSET,
     IngestResultOut,
     RecordCreate,
     RecordCreated,
@@ -115,7 +116,7 @@ def list_records(
     rt: Runtime,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
     owner: Annotated[str | None, Query(max_length=128)] = None,
     tag: Annotated[str | None, Query(max_length=200, description="Has this tag")] = None,
