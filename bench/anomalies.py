@@ -26,12 +26,12 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert
 
+from lookalike.anomalies.scores import score_new_points
 from lookalike.catalog import Collection, Image, Record, new_id
-from lookalike.config import Settings
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from lookalike.ingest.payload import PAYLOAD_INDEXES
 from lookalike.ingest.pipeline import Written
-from lookalike.quality.anomalies import score_new_points
-from lookalike.runtime import Lookalike
 from lookalike.vectors.base import IndexSettings, Point, VectorSpec
 
 VECTOR = "bench"

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from ulid import ULID
 
-from lookalike.collections import VectorOptions, create_collection
-from lookalike.config import Settings
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from lookalike.embedding.crops import crops_vector_name
-from lookalike.runtime import Lookalike
+from lookalike.records.service import VectorOptions, create_collection
 from lookalike.search import search_similar
 from lookalike.vectors.base import Point
 

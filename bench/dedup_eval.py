@@ -36,16 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from lookalike import collections as svc
 from lookalike.catalog import Image, Record, new_id
-from lookalike.config import Settings
-from lookalike.duplicates import run_sweep, thresholds_of
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.dedup.clusters import sweep
+from lookalike.dedup.service import run_sweep, thresholds_of
+from lookalike.dedup.tiers import DedupThresholds, tier_of
+from lookalike.demo.samples import derived_set, sample_photos
 from lookalike.imaging import phash_hamming
 from lookalike.ingest.pipeline import IngestFile, NewRecord
-from lookalike.quality.clusters import sweep
-from lookalike.quality.dedup import DedupThresholds, tier_of
-from lookalike.runtime import Lookalike
-from lookalike.samples import derived_set, sample_photos
+from lookalike.records import service as svc
 from lookalike.vectors.base import IndexSettings, Point, VectorSpec
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
 

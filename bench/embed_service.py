@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.demo.samples import sample_photos
 from lookalike.embedding import load_embedder
 from lookalike.imaging import decode_image
-from lookalike.samples import sample_photos
 
 
 def _free_port() -> int:

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from lookalike.collections import VectorOptions, create_collection
-from lookalike.config import Settings
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.demo.samples import sample_photos
 from lookalike.embedding import Embedder
 from lookalike.imaging import decode_image
 from lookalike.ingest.pipeline import IngestFile, NewRecord
-from lookalike.runtime import Lookalike
-from lookalike.samples import sample_photos
+from lookalike.records.service import VectorOptions, create_collection
 
 
 def generate_images(n: int, size: tuple[int, int], seed: int = 7) -> list[bytes]:

@@ -37,12 +37,12 @@ from sqlalchemy import insert
 
 from lookalike.catalog import Image as ImageRow
 from lookalike.catalog import Job, Record, new_id, utcnow
-from lookalike.collections import create_collection
-from lookalike.config import Settings
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.demo.samples import sample_photos
 from lookalike.ingest.payload import image_payload
 from lookalike.ingest.pipeline import IngestFile, NewRecord
-from lookalike.runtime import Lookalike
-from lookalike.samples import sample_photos
+from lookalike.records.service import create_collection
 from lookalike.vectors.base import Point
 
 TEXTS = [

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ingest import generate_images
-from lookalike.config import Settings
+from lookalike.core.config import Settings
 from lookalike.embedding import load_embedder
 from lookalike.embedding.crops import crop_boxes, crop_tensors
 from lookalike.imaging import decode_image

@@ -54,7 +54,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from lookalike.samples import sample_photos, transform
+from lookalike.demo.samples import sample_photos, transform
 
 COLLECTION = "soak"
 TEXTS = (

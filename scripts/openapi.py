@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from lookalike.api.app import create_app
-from lookalike.config import Settings
+from lookalike.core.config import Settings
 
 
 def openapi_document() -> dict[str, object]:

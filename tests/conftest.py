@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
-from lookalike.samples import sample_photos
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.demo.samples import sample_photos
 from support import make_settings
 
 # A developer's own LOOKALIKE_* variables must not change what the tests see.

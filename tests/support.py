@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lookalike.auth import create_token
-from lookalike.config import Settings
+from lookalike.auth.tokens import create_token
+from lookalike.core.config import Settings
 
 
 def make_settings(data_dir: Path, models_dir: Path, **overrides: object) -> Settings:

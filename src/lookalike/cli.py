@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lookalike.auth import DEFAULT_TENANT, create_token
-from lookalike.config import Settings
-from lookalike.errors import LookalikeError
+from lookalike.auth.tokens import DEFAULT_TENANT, create_token
+from lookalike.core.config import Settings
+from lookalike.core.errors import LookalikeError
 
 app = typer.Typer(
     help="Lookalike: image similarity search, visual quality control and image RAG.",
@@ -54,7 +54,7 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
 
 
 def _open(settings: Settings):  # type: ignore[no-untyped-def]
-    from lookalike.runtime import Lookalike
+    from lookalike.composition import Lookalike
 
     return Lookalike(settings)
 
@@ -94,7 +94,7 @@ def serve(
     import uvicorn
 
     from lookalike.api.app import create_app
-    from lookalike.logs import configure_logging
+    from lookalike.core.logs import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
     # JSON lines unless LOOKALIKE_LOG_FORMAT=text; the app writes its own access log (with route,
@@ -124,7 +124,7 @@ def embed_server(
     sends the same value); LOOKALIKE_EMBED_OPEN=true runs it without one, on loopback only."""
     import uvicorn
 
-    from lookalike.embedding.service import create_embed_app
+    from lookalike.embed_server.app import create_embed_app
 
     settings = _settings(data_dir, host=host)
     logging.getLogger("lookalike").setLevel(logging.INFO)
@@ -153,8 +153,8 @@ def ingest(
     data_dir: DataDir = None,
 ) -> None:
     """Add images; creates the collection if needed; one record per file unless --record."""
-    from lookalike.collections import get_or_create_collection
     from lookalike.ingest.pipeline import iter_image_files
+    from lookalike.records.service import get_or_create_collection
 
     settings = _settings(data_dir)
     try:
@@ -204,8 +204,8 @@ def watch(
     data_dir: DataDir = None,
 ) -> None:
     """Ingest images already in DIR, then new and changed ones as they appear (Ctrl-C stops)."""
-    from lookalike.collections import get_or_create_collection
     from lookalike.ingest.watcher import FolderWatcher
+    from lookalike.records.service import get_or_create_collection
 
     settings = _settings(data_dir)
     try:
@@ -300,8 +300,8 @@ def anomalies(
     data_dir: DataDir = None,
 ) -> None:
     """The anomaly review queue: the most unusual images not reviewed yet."""
-    from lookalike.anomaly_queue import list_anomalies
-    from lookalike.collections import find_collection
+    from lookalike.anomalies.queue import list_anomalies
+    from lookalike.records.service import find_collection
 
     try:
         with _open(_settings(data_dir)) as rt:
@@ -341,8 +341,8 @@ def dedup(
     data_dir: DataDir = None,
 ) -> None:
     """Sweep a collection for duplicates: clusters with their tier and suggested keeper."""
-    from lookalike.collections import find_collection
-    from lookalike.duplicates import cluster_members, run_sweep
+    from lookalike.dedup.service import cluster_members, run_sweep
+    from lookalike.records.service import find_collection
 
     thresholds = {
         "phash_gate": phash_gate,
@@ -398,7 +398,7 @@ def export_hard_negatives(
 ) -> None:
     """Pairs people said do not belong together ("irrelevant" search feedback and "different"
     duplicate verdicts), one JSON object per line, for fine-tuning an embedding model."""
-    from lookalike.duplicates import hard_negatives
+    from lookalike.dedup.service import hard_negatives
 
     try:
         with _open(_settings(data_dir)) as rt:
@@ -428,9 +428,9 @@ def demo(
     ] = True,
 ) -> None:
     """Load the sample photos into a `demo` collection, then serve."""
-    from lookalike.collections import get_or_create_collection
+    from lookalike.demo.samples import sample_photos
     from lookalike.ingest.pipeline import IngestFile, NewRecord
-    from lookalike.samples import sample_photos
+    from lookalike.records.service import get_or_create_collection
 
     settings = _settings(data_dir, host=host, port=port)
     try:
@@ -467,8 +467,8 @@ def reconcile(
     bytes, and missing or damaged originals, each by image id. Exits 1 when something is left
     unrepaired; with --check nothing is changed, so any finding does.
     """
-    from lookalike.collections import find_collection
     from lookalike.ingest.reconcile import reconcile as run_reconcile
+    from lookalike.records.service import find_collection
 
     try:
         with _open(_settings(data_dir)) as rt:
@@ -539,7 +539,7 @@ def apikey_create(
     data_dir: DataDir = None,
 ) -> None:
     """Print a new API key for USER in TENANT (shown only this once)."""
-    from lookalike.apikeys import create_api_key
+    from lookalike.auth.apikeys import create_api_key
 
     try:
         catalog = _catalog(data_dir)
@@ -562,7 +562,7 @@ def apikey_list(
     data_dir: DataDir = None,
 ) -> None:
     """API keys (never their secrets)."""
-    from lookalike.apikeys import list_api_keys
+    from lookalike.auth.apikeys import list_api_keys
 
     catalog = _catalog(data_dir)
     try:
@@ -601,7 +601,7 @@ def apikey_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    from lookalike.apikeys import revoke_api_key
+    from lookalike.auth.apikeys import revoke_api_key
 
     try:
         catalog = _catalog(data_dir)

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lookalike.api.app import create_app
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from support import make_settings
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lookalike.config import Settings
-from lookalike.samples import derived_set
+from lookalike.core.config import Settings
+from lookalike.demo.samples import derived_set
 from support import bearer, noise_png, wait_until
 
 

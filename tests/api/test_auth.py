@@ -19,13 +19,24 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from lookalike.api.app import create_app
-from lookalike.apikeys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
-from lookalike.auth import Principal, create_token, issue_search_token, secret_key, verify_token
+from lookalike.auth.apikeys import (
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    verify_api_key,
+)
+from lookalike.auth.tokens import (
+    Principal,
+    create_token,
+    issue_search_token,
+    secret_key,
+    verify_token,
+)
 from lookalike.catalog import ApiKey
 from lookalike.cli import app as cli
-from lookalike.config import Settings
-from lookalike.errors import Misconfigured, Unauthorized
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.core.errors import Misconfigured, Unauthorized
 from support import make_settings
 
 

@@ -55,7 +55,7 @@ from lookalike.catalog.record_fields import (
     TAG_MAX,
     TAGS_MAX,
 )
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
 from support import make_settings
 
 FUZZ = settings(

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from lookalike.api.app import create_app
-from lookalike.auth import SEARCH_AUDIENCE, create_token, secret_key
+from lookalike.auth.tokens import SEARCH_AUDIENCE, create_token, secret_key
 from lookalike.catalog import Feedback, Image
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from support import bearer, make_settings
 
 FILES = {"chelsea": "COCO_cat_000962.png", "coffee": "cup.png", "rocket": "launch.png"}

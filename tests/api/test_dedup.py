@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
-from lookalike.samples import transform
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.demo.samples import transform
 from support import bearer, jpeg, open_image, wait_until
 
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from lookalike.catalog import Feedback
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from support import bearer
 
 

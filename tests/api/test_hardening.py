@@ -16,8 +16,8 @@ from sqlalchemy import func, insert, select
 
 from imaging.builders import streamed_png
 from lookalike.catalog import Image, Record, new_id, utcnow
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from support import make_settings
 
 

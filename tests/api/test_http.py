@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from badfiles import text_named_jpg
 from lookalike.api.app import create_app
-from lookalike.auth import create_token, secret_key
+from lookalike.auth.tokens import create_token, secret_key
 from lookalike.catalog import Image
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
 from support import jpeg, make_settings, open_image
 
 

@@ -20,9 +20,9 @@ from starlette.types import Message, Receive, Scope, Send
 from lookalike.api.app import create_app
 from lookalike.api.limits import BodySizeLimitMiddleware
 from lookalike.api.ratelimit import MemoryTokenBuckets
-from lookalike.auth import create_token
-from lookalike.config import Settings
-from lookalike.runtime import Lookalike
+from lookalike.auth.tokens import create_token
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
 from support import make_settings, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from lookalike.api.app import create_app
-from lookalike.auth import create_token
-from lookalike.logs import JsonFormatter, configure_logging, install_record_factory
-from lookalike.observability import _NO_TIMER, add_stage_sink, remove_stage_sink, timed
-from lookalike.runtime import Lookalike
+from lookalike.auth.tokens import create_token
+from lookalike.composition import Lookalike
+from lookalike.core.logs import JsonFormatter, configure_logging, install_record_factory
+from lookalike.core.timing import _NO_TIMER, add_stage_sink, remove_stage_sink, timed
 from support import make_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

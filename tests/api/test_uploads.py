@@ -7,7 +7,7 @@ from httpx import Response
 
 from badfiles import text_named_jpg
 from lookalike.api.app import create_app
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
 from support import make_settings, wait_until
 
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lookalike.api.app import create_app
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
 from support import bearer, make_settings
 
 INDEX = "<!doctype html><html><body><div id=root></div><script src=/assets/app-1a2b.js></script>"

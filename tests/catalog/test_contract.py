@@ -15,7 +15,7 @@ from lookalike.catalog import ApiKey, Catalog, Collection, Feedback, Image, Job,
 from lookalike.catalog.db import alembic_config
 from lookalike.catalog.models import Base
 from lookalike.catalog.repository import find_image_by_sha256, get_collection, get_image
-from lookalike.errors import CollectionNotFound, ImageNotFound
+from lookalike.core.errors import CollectionNotFound, ImageNotFound
 
 
 def _collection(tenant: str = "t1", name: str = "shoes") -> Collection:

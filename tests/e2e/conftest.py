@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lookalike.auth import create_token
-from lookalike.config import Settings
+from lookalike.auth.tokens import create_token
+from lookalike.core.config import Settings
 from support import make_settings, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

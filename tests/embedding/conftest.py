@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
 from lookalike.embedding import ModelDir, clear_cache, ensure_offline_model
 from lookalike.embedding.testing import build_tiny_clip, write_hub_layout
 

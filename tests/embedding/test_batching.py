@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike.core.errors import TextSearchUnavailable
 from lookalike.embedding import load_embedder
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.batching import QueryBatcher
-from lookalike.errors import TextSearchUnavailable
 from support import make_settings
 
 

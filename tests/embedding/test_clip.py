@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from lookalike.core.errors import InvalidInput
 from lookalike.embedding import ClipEmbedder, ModelDir
 from lookalike.embedding.testing import BOS, EOS, PAD
-from lookalike.errors import InvalidInput
 
 from .conftest import sample
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding import (
     KNOWN_MODELS,
     ClipEmbedder,
@@ -25,7 +26,6 @@ from lookalike.embedding import (
     pull_model,
     resolve_default_embedder,
 )
-from lookalike.errors import ModelUnavailable
 
 from .conftest import HUB_REPO, HubServer, settings_for
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding import ModelDir, PreprocessConfig, TextConfig, write_manifest
 from lookalike.embedding.model_dir import VERIFIED_NAME, weights_model_id
-from lookalike.errors import ModelUnavailable
 
 
 @pytest.fixture

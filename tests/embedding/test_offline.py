@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from lookalike.core.errors import ModelUnavailable, TextSearchUnavailable
 from lookalike.embedding import ImageEmbedder, ImagePreprocessor, ModelDir, ensure_offline_model
 from lookalike.embedding.offline import (
     CONVERSION_VERSION,
@@ -23,7 +24,6 @@ from lookalike.embedding.offline import (
     weights_path,
 )
 from lookalike.embedding.sessions import ort_session
-from lookalike.errors import ModelUnavailable, TextSearchUnavailable
 
 from .conftest import sample
 
@@ -200,7 +200,7 @@ def test_image_only_model_refuses_text_with_a_fix(offline_model: ModelDir) -> No
 
 
 def test_wrong_batch_shape_is_invalid_input(offline_model: ModelDir) -> None:
-    from lookalike.errors import InvalidInput
+    from lookalike.core.errors import InvalidInput
 
     embedder = ImageEmbedder(offline_model)
     with pytest.raises(InvalidInput, match=r"\(N, 3, 224, 224\)"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike.core.errors import Conflict
 from lookalike.embedding import load_embedder
 from lookalike.embedding.quantize import quantize_model
-from lookalike.errors import Conflict
 from support import make_settings
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.core.errors import ModelUnavailable, TextSearchUnavailable, UnknownModel
 from lookalike.embedding import (
     ClipEmbedder,
     ImageEmbedder,
@@ -18,7 +19,6 @@ from lookalike.embedding import (
     pull_model,
     resolve_default_embedder,
 )
-from lookalike.errors import ModelUnavailable, TextSearchUnavailable, UnknownModel
 
 from .conftest import settings_for
 

@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from embedding.live import FlakyProxy, LiveServer
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.core.errors import EmbedServiceUnavailable, ModelUnavailable, TextSearchUnavailable
+from lookalike.embed_server.app import create_embed_app
 from lookalike.embedding import load_embedder, resolve_default_embedder
 from lookalike.embedding.remote import RemoteEmbedder
-from lookalike.embedding.service import create_embed_app
-from lookalike.errors import EmbedServiceUnavailable, ModelUnavailable, TextSearchUnavailable
 from lookalike.imaging import decode_image
 from support import make_settings, wait_until
 
@@ -244,10 +244,10 @@ def test_a_model_change_behind_the_clients_back_is_refused(
 def test_a_runtime_ingests_and_searches_through_the_service(
     local_settings: Settings, service: LiveServer, photos: dict[str, bytes], tmp_path: Path
 ) -> None:
-    from lookalike.auth import DEFAULT_TENANT
-    from lookalike.collections import get_or_create_collection
+    from lookalike.auth.tokens import DEFAULT_TENANT
+    from lookalike.composition import Lookalike
     from lookalike.ingest.pipeline import IngestFile, NewRecord
-    from lookalike.runtime import Lookalike
+    from lookalike.records.service import get_or_create_collection
     from lookalike.search.service import search_similar
 
     settings = remote_settings(local_settings, service.url).model_copy(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from lookalike.errors import ImageTooLarge, InvalidImage, UnsupportedImageType
+from lookalike.core.errors import ImageTooLarge, InvalidImage, UnsupportedImageType
 from lookalike.imaging import DecodedImage, decode_image, sniff_mime, supported_mime_types
 from lookalike.imaging.decode import _to_rgb
 

@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, PngImagePlugin
 
+from lookalike.core.errors import LookalikeError
 from lookalike.embedding import Embedder, ImagePreprocessor, PreprocessConfig, load_embedder
 from lookalike.embedding.crops import MAX_CROPS, SALIENCY_SIZE, crop_boxes, crop_tensors
 from lookalike.embedding.crops import saliency_map as compute_saliency
-from lookalike.errors import LookalikeError
 from lookalike.imaging import DecodedImage, decode_image, make_thumbnail, phash_hex
 from lookalike.imaging.decode import supported_mime_types
 from lookalike.quality.nsfw import INPUT_SIZE, detector_input

@@ -9,8 +9,8 @@ import statistics
 import pytest
 from PIL import Image
 
+from lookalike.demo.samples import sample_photos
 from lookalike.imaging import decode_image, phash_hamming, phash_hex, phash_int, sha256_hex
-from lookalike.samples import sample_photos
 
 # Distinct photos only: motorcycle_left/right are a stereo pair (near-duplicates by design).
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "grace_hopper", "moon")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lookalike.errors import ExtremeAspectRatio, ImageTooLarge
+from lookalike.core.errors import ExtremeAspectRatio, ImageTooLarge
 from lookalike.imaging.decode import PixelBudget
 
 from .builders import streamed_png
@@ -34,7 +34,7 @@ import json, sys
 from pathlib import Path
 from lookalike.embedding.model_dir import PreprocessConfig
 from lookalike.embedding.preprocess import ImagePreprocessor
-from lookalike.errors import LookalikeError
+from lookalike.core.errors import LookalikeError
 from lookalike.imaging import decode_image, make_thumbnail, phash_hex
 from lookalike.quality.nsfw import detector_input
 from lookalike.quality.scores import quality_score

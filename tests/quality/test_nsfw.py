@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from lookalike.catalog import Image
-from lookalike.collections import create_collection
+from lookalike.composition import Lookalike
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.quality.nsfw import (
     EXPLICIT_LABELS,
@@ -22,7 +22,7 @@ from lookalike.quality.nsfw import (
     nudenet_model_path,
     shared_detector,
 )
-from lookalike.runtime import Lookalike
+from lookalike.records.service import create_collection
 from lookalike.search import SearchFilters, search_similar
 from support import jpeg, make_settings, open_image, wait_until
 

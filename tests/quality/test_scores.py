@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image, ImageFilter
 
+from lookalike.demo.samples import sample_photos, transform
 from lookalike.quality import QualityScore, quality_score
-from lookalike.samples import sample_photos, transform
 
 # Colour and grayscale photos whose shorter side is at least 500 px, so a 2x-downscaled copy
 # still reaches the 256 px working size without upscaling.

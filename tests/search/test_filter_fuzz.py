@@ -39,10 +39,10 @@ from PIL import Image
 
 from lookalike.api.app import create_app
 from lookalike.api.forms import validate
-from lookalike.collections import create_collection
-from lookalike.errors import LookalikeError
+from lookalike.composition import Lookalike
+from lookalike.core.errors import LookalikeError
 from lookalike.ingest.pipeline import IngestFile, NewRecord
-from lookalike.runtime import Lookalike
+from lookalike.records.service import create_collection
 from lookalike.search.filters import (
     DATETIME_FIELDS,
     MAX_DEPTH,

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lookalike.errors import NotFound
+from lookalike.core.errors import NotFound
 from lookalike.storage import BlobStore
 
 DATA = b"\x89PNG\r\n\x1a\n pretend this is a picture"

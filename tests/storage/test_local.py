@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.errors import NotFound, StorageError
+from lookalike.core.errors import NotFound, StorageError
 from lookalike.storage import LocalBlobStore
 
 DATA = b"a picture, more or less"

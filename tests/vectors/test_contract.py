@@ -16,7 +16,7 @@ import pytest
 from numpy.typing import NDArray
 from ulid import ULID
 
-from lookalike.errors import (
+from lookalike.core.errors import (
     Conflict,
     DataDirLocked,
     DimensionMismatch,
@@ -543,7 +543,7 @@ def test_second_process_gets_data_dir_locked(
     create(index)
     script = (
         "import sys; from pathlib import Path\n"
-        "from lookalike.errors import DataDirLocked\n"
+        "from lookalike.core.errors import DataDirLocked\n"
         "sys.path.insert(0, sys.argv[3])\n"
         "from conftest import Backend\n"
         "backend = Backend('b', sys.argv[1], eval(sys.argv[4]))\n"

@@ -28,9 +28,9 @@ from lookalike.api.routes import (
     uploads,
 )
 from lookalike.api.web import install_web_app
-from lookalike.config import Settings
-from lookalike.errors import LookalikeError
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.core.errors import LookalikeError
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from lookalike.api.limits import check_tenant_rate
-from lookalike.apikeys import is_api_key, verify_api_key
-from lookalike.auth import ANONYMOUS, Principal, verify_token
-from lookalike.errors import Unauthorized
-from lookalike.logs import set_tenant
-from lookalike.runtime import Lookalike
+from lookalike.auth.apikeys import is_api_key, verify_api_key
+from lookalike.auth.tokens import ANONYMOUS, Principal, verify_token
+from lookalike.composition import Lookalike
+from lookalike.core.errors import Unauthorized
+from lookalike.core.logs import set_tenant
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lookalike.errors import Busy, LookalikeError, RateLimited
+from lookalike.core.errors import Busy, LookalikeError, RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from lookalike.api.errors import validation_message
 from lookalike.api.limits import MAX_JSON_DEPTH, json_depth
-from lookalike.errors import InvalidInput, LookalikeError
+from lookalike.core.errors import InvalidInput, LookalikeError
 from lookalike.ingest.pipeline import IngestFile
 
 MAX_FILES = 256

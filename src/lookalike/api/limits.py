@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lookalike.api import OPERATIONAL_PATHS
 from lookalike.api.errors import error_response
 from lookalike.api.ratelimit import TokenBuckets, open_token_buckets
-from lookalike.config import Settings
-from lookalike.errors import InvalidInput, RateLimited, RequestTooLarge
+from lookalike.core.config import Settings
+from lookalike.core.errors import InvalidInput, RateLimited, RequestTooLarge
 
 
 class RateLimits:

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 
 from lookalike.catalog import Collection
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 `install_observability(app, settings)` adds one pure ASGI middleware, outermost, that for every
 request:
 - takes a valid incoming `X-Request-ID` or makes one, returns it in the response and puts it on
-  every log line the request causes (see `lookalike.logs`);
+  every log line the request causes (see `lookalike.core.logs`);
 - writes one access log line (`lookalike.access`): method, route template, status, duration,
   request id, tenant;
 - counts the request by route template and status class;
@@ -30,16 +30,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lookalike.api import OPERATIONAL_PATHS
 from lookalike.api.errors import error_response
 from lookalike.api.metrics import Metrics
-from lookalike.config import Settings
-from lookalike.logs import (
+from lookalike.composition import Lookalike
+from lookalike.core.config import Settings
+from lookalike.core.logs import (
     accept_request_id,
     begin_request,
     configure_logging,
     end_request,
     install_record_factory,
 )
-from lookalike.observability import add_stage_sink, remove_stage_sink
-from lookalike.runtime import Lookalike
+from lookalike.core.timing import add_stage_sink, remove_stage_sink
 
 log = logging.getLogger("lookalike.api")
 access_log = logging.getLogger("lookalike.access")

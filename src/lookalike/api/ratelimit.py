@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-from lookalike.errors import Misconfigured
+from lookalike.core.errors import Misconfigured
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from lookalike.anomaly_queue import AnomalyItem
+from lookalike.anomalies.queue import AnomalyItem
 from lookalike.catalog import Collection, Feedback, Image, Record
 from lookalike.catalog.record_fields import (
     DESCRIPTION_MAX,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
 
 NAME_MAX = 512
 DESCRIPTION_MAX = 100_000

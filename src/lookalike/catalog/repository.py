@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from lookalike.catalog.models import Collection, Image, Record
-from lookalike.errors import CollectionNotFound, ImageNotFound, RecordNotFound
+from lookalike.core.errors import CollectionNotFound, ImageNotFound, RecordNotFound
 
 
 def get_collection(session: Session, tenant: str, id_or_name: str) -> Collection:

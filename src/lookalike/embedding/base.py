@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
 
 Vectors = NDArray[np.float32]
 

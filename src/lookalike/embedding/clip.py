@@ -9,11 +9,11 @@ import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
+from lookalike.core.errors import InvalidInput, ModelUnavailable
 from lookalike.embedding.base import Vectors
 from lookalike.embedding.image_model import ImageEmbedder
 from lookalike.embedding.model_dir import ModelDir
 from lookalike.embedding.sessions import OrtSession
-from lookalike.errors import InvalidInput, ModelUnavailable
 
 # A query is a sentence; anything this long is a mistake or an attack on the tokenizer's time.
 MAX_TEXT_CHARS = 4096

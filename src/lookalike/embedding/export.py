@@ -34,8 +34,8 @@ from tokenizers import (
     processors,
 )
 
+from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding.model_dir import ModelDir, PreprocessConfig, TextConfig, write_manifest
-from lookalike.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

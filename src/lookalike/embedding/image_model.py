@@ -11,11 +11,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from lookalike.core.errors import ModelUnavailable, TextSearchUnavailable
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.model_dir import ModelDir
 from lookalike.embedding.preprocess import ImagePreprocessor
 from lookalike.embedding.sessions import OrtSession, ort_session
-from lookalike.errors import ModelUnavailable, TextSearchUnavailable
 
 DEFAULT_CLIP_MODEL = "clip-vit-b-32-laion2b"
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lookalike.errors import ModelUnavailable
+from lookalike.core.errors import ModelUnavailable
 
 MANIFEST_NAME = "manifest.json"
 VERIFIED_NAME = ".verified.json"

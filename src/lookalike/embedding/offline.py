@@ -38,8 +38,8 @@ import onnx
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
+from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding.model_dir import ModelDir, PreprocessConfig, write_manifest
-from lookalike.errors import ModelUnavailable
 
 OFFLINE_MODEL_NAME = "efficientnet-lite0"
 EMBEDDING_DIM = 1280

@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from lookalike.core.errors import InvalidInput
 from lookalike.embedding.model_dir import PreprocessConfig
-from lookalike.errors import InvalidInput
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,

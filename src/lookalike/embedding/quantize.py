@@ -12,10 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.core.errors import Conflict, ModelUnavailable
 from lookalike.embedding.model_dir import ModelDir, write_manifest
 from lookalike.embedding.registry import ensure_model_dir, model_path
-from lookalike.errors import Conflict, ModelUnavailable
 
 
 def quantize_model(settings: Settings, name: str, *, out_name: str | None = None) -> Path:

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.core.errors import ModelUnavailable, UnknownModel
 from lookalike.embedding.base import Embedder
 from lookalike.embedding.clip import ClipEmbedder
 from lookalike.embedding.image_model import DEFAULT_CLIP_MODEL, ImageEmbedder, text_search_hint
@@ -39,7 +40,6 @@ from lookalike.embedding.model_dir import (
 )
 from lookalike.embedding.offline import OFFLINE_MODEL_NAME, ensure_offline_model
 from lookalike.embedding.remote import clear_remote_cache, remote_embedder, resolve_remote_default
-from lookalike.errors import ModelUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,16 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from lookalike.config import Settings
+from lookalike.core.config import Settings
+from lookalike.core.errors import (
+    Busy,
+    EmbedServiceUnavailable,
+    InvalidInput,
+    LookalikeError,
+    ModelMismatch,
+    ModelUnavailable,
+    TextSearchUnavailable,
+)
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.image_model import vector_name_for
 from lookalike.embedding.model_dir import PreprocessConfig
@@ -35,15 +44,6 @@ from lookalike.embedding.wire import (
     VECTOR_DTYPE,
     format_shape,
     parse_shape,
-)
-from lookalike.errors import (
-    Busy,
-    EmbedServiceUnavailable,
-    InvalidInput,
-    LookalikeError,
-    ModelMismatch,
-    ModelUnavailable,
-    TextSearchUnavailable,
 )
 
 log = logging.getLogger(__name__)

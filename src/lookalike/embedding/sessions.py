@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from lookalike.errors import ModelUnavailable
+from lookalike.core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ Response: `application/octet-stream`, N x dim little-endian float32 unit vectors
 
 from __future__ import annotations
 
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
 
 HEADER_DTYPE = "X-Lookalike-Dtype"
 HEADER_SHAPE = "X-Lookalike-Shape"

@@ -25,7 +25,7 @@ from functools import cache
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError, features
 
-from lookalike.errors import (
+from lookalike.core.errors import (
     ExtremeAspectRatio,
     ImageTooLarge,
     InvalidImage,

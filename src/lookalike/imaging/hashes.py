@@ -51,7 +51,7 @@ def phash_chunks(phash: str) -> dict[str, str]:
     """A pHash as four 16-bit chunks (`phash_q0`..`phash_q3`, 4 hex digits each).
 
     Stored in the vector payload, they let the engine's keyword index find near pHashes
-    (multi-index hashing; see `lookalike.search.phash_gate`).
+    (multi-index hashing; see `lookalike.imaging.phash_index`).
     """
     value = phash_int(phash)
     return {

@@ -37,10 +37,8 @@ from sqlalchemy.exc import IntegrityError
 from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
 from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import find_image_by_sha256
-from lookalike.config import Settings
-from lookalike.embedding.base import Embedder, Vectors
-from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
-from lookalike.errors import (
+from lookalike.core.config import Settings
+from lookalike.core.errors import (
     Busy,
     ImageTooLarge,
     Infected,
@@ -48,10 +46,12 @@ from lookalike.errors import (
     NotFound,
     VirusScannerUnavailable,
 )
+from lookalike.core.timing import timed
+from lookalike.embedding.base import Embedder, Vectors
+from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
-from lookalike.observability import timed
 from lookalike.quality.nsfw import NsfwDetector, shared_detector
 from lookalike.quality.scores import quality_score
 from lookalike.storage.base import BlobStore

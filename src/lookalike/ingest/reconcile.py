@@ -21,9 +21,9 @@ from typing import Literal
 from sqlalchemy import select, update
 
 from lookalike.catalog import Collection, Image, Job, Record
-from lookalike.errors import NotFound
+from lookalike.core.errors import NotFound
 from lookalike.ingest.payload import image_payload
-from lookalike.runtime import Lookalike
+from lookalike.records.service import Services
 from lookalike.storage.base import BlobStore
 
 FindingKind = Literal[
@@ -67,7 +67,7 @@ class ReconcileReport:
         return self.count("missing_vector")
 
 
-def reconcile(rt: Lookalike, collection: Collection, *, fix: bool = True) -> ReconcileReport:
+def reconcile(rt: Services, collection: Collection, *, fix: bool = True) -> ReconcileReport:
     """Compare catalog, vectors and blobs image by image; with `fix`, repair what can be."""
     points = {p.id: p.payload for p in rt.vectors.iter_points(collection.id)}
     with rt.catalog.session() as session:

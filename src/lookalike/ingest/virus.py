@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lookalike.config import Settings
-from lookalike.errors import Misconfigured, VirusScannerUnavailable
+from lookalike.core.config import Settings
+from lookalike.core.errors import Misconfigured, VirusScannerUnavailable
 
 DEFAULT_PORT = 3310
 CONNECT_TIMEOUT_S = 5.0

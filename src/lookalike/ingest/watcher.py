@@ -18,9 +18,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from lookalike.catalog import Collection, Record
-from lookalike.collections import delete_images
 from lookalike.ingest.pipeline import IMAGE_SUFFIXES, IngestFile, IngestResult, NewRecord
-from lookalike.runtime import Lookalike
+from lookalike.records.service import Services, delete_images
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class FolderWatcher:
 
     def __init__(
         self,
-        rt: Lookalike,
+        rt: Services,
         collection: Collection,
         root: Path,
         *,

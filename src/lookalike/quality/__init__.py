@@ -1,6 +1,6 @@
-"""Visual quality of ingested images: simple, explainable scores, and outlier scores."""
+"""What an image is like by itself: quality scores (sharpness, exposure, resolution) and the
+NSFW moderation score."""
 
-from lookalike.quality.anomalies import AnomalyScores, anomaly_scores, neighbours_of
 from lookalike.quality.scores import QualityScore, quality_score
 
-__all__ = ["AnomalyScores", "QualityScore", "anomaly_scores", "neighbours_of", "quality_score"]
+__all__ = ["QualityScore", "quality_score"]

@@ -43,8 +43,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding.sessions import OrtSession
-from lookalike.errors import ModelUnavailable
 
 __all__ = [
     "EXPLICIT_LABELS",

@@ -5,18 +5,14 @@ that lets the caller rate this search later (`/api/v1/search-image`, `/api/v1/cr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from lookalike.auth import Principal, issue_search_token
+from lookalike.auth.tokens import Principal, issue_search_token
 from lookalike.catalog import Collection, Image, new_id
 from lookalike.catalog.repository import get_collection
-from lookalike.errors import CollectionNotFound
-from lookalike.search.service import search_similar
-
-if TYPE_CHECKING:
-    from lookalike.runtime import Lookalike
+from lookalike.core.errors import CollectionNotFound
+from lookalike.search.service import SearchServices, search_similar
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class RateableSearch:
     token: str
 
 
-def default_collection(rt: Lookalike, tenant: str, ref: str | None = None) -> Collection:
+def default_collection(rt: SearchServices, tenant: str, ref: str | None = None) -> Collection:
     """The collection named by `ref`, else by the `default_collection` setting, else the
     tenant's first (oldest) collection."""
     with rt.catalog.session() as session:
@@ -55,7 +51,12 @@ def default_collection(rt: Lookalike, tenant: str, ref: str | None = None) -> Co
 
 
 def search_text_rateable(
-    rt: Lookalike, caller: Principal, text: str, *, collection: str | None = None, limit: int = 10
+    rt: SearchServices,
+    caller: Principal,
+    text: str,
+    *,
+    collection: str | None = None,
+    limit: int = 10,
 ) -> RateableSearch:
     """Images that match `text`, named by their original file names, best first."""
     target = default_collection(rt, caller.tenant, collection)

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
+from lookalike.core.errors import CollectionNotFound, InvalidInput
+from lookalike.core.timing import timed
+from lookalike.embedding.batching import QueryBatcher
 from lookalike.embedding.crops import crops_vector_name, uses_crops
-from lookalike.errors import CollectionNotFound, InvalidInput
 from lookalike.imaging import decode_image, phash_hex
-from lookalike.observability import timed
+from lookalike.imaging.phash_index import MAX_GATE, candidate_filter, within
+from lookalike.records.service import Services
 from lookalike.search.filters import SearchFilters
-from lookalike.search.phash_gate import MAX_GATE, candidate_filter, within
 from lookalike.vectors.base import Filter, HasId, Hit
 
-if TYPE_CHECKING:
-    from lookalike.runtime import Lookalike
-
 MAX_LIMIT = 1000
+
+
+class SearchServices(Services, Protocol):
+    """What a search needs besides the stores: query embeddings batched across requests."""
+
+    def query_batcher(self, collection: Collection) -> QueryBatcher: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def thumbnail_url(image_id: str) -> str:
 
 
 def search_similar(
-    rt: Lookalike,
+    rt: SearchServices,
     tenant: str,
     collection_ref: str | Collection,
     *,
@@ -197,7 +202,7 @@ def search_similar(
 
 
 def _ranked_hits(
-    rt: Lookalike,
+    rt: SearchServices,
     collection: Collection,
     query: NDArray[np.float32],
     crops_vector: str | None,
@@ -236,7 +241,7 @@ def _ranked_hits(
 
 
 def _explain_missing_vector(
-    rt: Lookalike, tenant: str, collection: Collection, image_id: str
+    rt: SearchServices, tenant: str, collection: Collection, image_id: str
 ) -> None:
     """Raise the error that says why `image_id` has no vector in `collection`."""
     with rt.catalog.session() as session:

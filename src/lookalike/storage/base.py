@@ -32,7 +32,7 @@ class BlobStore(ABC):
 
     @abstractmethod
     def get(self, key: str) -> bytes:
-        """The bytes under `key`; raises `lookalike.errors.NotFound` when absent."""
+        """The bytes under `key`; raises `lookalike.core.errors.NotFound` when absent."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -60,7 +60,7 @@ class BlobStore(ABC):
     def open(self, key: str) -> BinaryIO:
         """A binary file object over the bytes under `key`, for streaming responses.
 
-        Raises `lookalike.errors.NotFound` when absent. The caller closes it. Backends that
+        Raises `lookalike.core.errors.NotFound` when absent. The caller closes it. Backends that
         can stream without reading everything into memory override this.
         """
         return io.BytesIO(self.get(key))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from lookalike.errors import NotFound, StorageError
+from lookalike.core.errors import NotFound, StorageError
 from lookalike.storage.base import BlobStore, Referenced
 
 __all__ = ["LocalBlobStore"]

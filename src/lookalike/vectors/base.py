@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
 
 Distance = Literal["cosine", "dot", "euclid"]
 PayloadType = Literal["keyword", "integer", "float", "datetime", "bool"]

@@ -47,7 +47,7 @@ import qdrant_edge as qe
 from numpy.typing import NDArray
 from ulid import ULID
 
-from lookalike.errors import (
+from lookalike.core.errors import (
     CollectionNotFound,
     Conflict,
     DataDirLocked,

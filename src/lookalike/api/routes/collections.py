@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
-from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import CollectionCreate, CollectionOut, CollectionUpdate
 from lookalike.catalog import Collection
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.records import service as svc
 
 router = APIRouter(prefix="/api/collections", tags=["collections"])
 

@@ -17,8 +17,8 @@ from lookalike.api.schemas import (
     SearchImageRequest,
     SearchImageResponse,
 )
-from lookalike.auth import verify_search_token
-from lookalike.feedback import rate_search
+from lookalike.auth.tokens import verify_search_token
+from lookalike.feedback.service import rate_search
 from lookalike.search.compat import search_text_rateable
 
 router = APIRouter(prefix="/api/v1", tags=["compatibility"])

@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from lookalike import collections as collections_svc
-from lookalike import duplicates as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import MAX_OFFSET, DedupThresholdsIn, JobAccepted, Strict
 from lookalike.catalog.models import DuplicateCluster, PairVerdict
-from lookalike.errors import InvalidInput
-from lookalike.runtime import Lookalike
+from lookalike.composition import Lookalike
+from lookalike.core.errors import InvalidInput
+from lookalike.dedup import service as svc
+from lookalike.records import service as collections_svc
 from lookalike.search.service import thumbnail_url
 
 router = APIRouter(tags=["duplicates"])

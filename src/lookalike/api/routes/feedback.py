@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from lookalike import feedback as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import MAX_OFFSET, FeedbackCreate, FeedbackOut, FeedbackPage
+from lookalike.feedback import service as svc
 
 router = APIRouter(tags=["feedback"])
 

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Response
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import ImageOut
 from lookalike.catalog.repository import get_image
-from lookalike.collections import thumbnail_of
-from lookalike.errors import NotFound
+from lookalike.core.errors import NotFound
+from lookalike.records.service import thumbnail_of
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 

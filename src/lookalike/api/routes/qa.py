@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from lookalike import anomaly_queue as svc
+from lookalike.anomalies import queue as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import (
     MAX_OFFSET,
@@ -19,7 +19,7 @@ from lookalike.api.schemas import (
     AnomalyReview,
     JobAccepted,
 )
-from lookalike.collections import find_collection
+from lookalike.records.service import find_collection
 
 router = APIRouter(prefix="/api/qa", tags=["qa"])
 

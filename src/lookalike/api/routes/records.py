@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.forms import (
     FILES_SCHEMA,
@@ -28,7 +27,8 @@ from lookalike.api.schemas import (
     RecordPage,
     RecordUpdate,
 )
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
+from lookalike.records import service as svc
 
 router = APIRouter(tags=["records"])
 

@@ -16,8 +16,8 @@ from lookalike.api.forms import (
     validate,
 )
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
-from lookalike.collections import find_collection
-from lookalike.errors import InvalidInput
+from lookalike.core.errors import InvalidInput
+from lookalike.records.service import find_collection
 from lookalike.search.service import search_similar
 
 router = APIRouter(prefix="/api/search", tags=["search"])

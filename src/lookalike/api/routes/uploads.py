@@ -11,7 +11,6 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from lookalike import collections as svc
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.forms import (
     FILES_SCHEMA,
@@ -22,7 +21,7 @@ from lookalike.api.forms import (
 )
 from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
 from lookalike.catalog import Collection, Job
-from lookalike.errors import InvalidInput, NotFound
+from lookalike.core.errors import InvalidInput, NotFound
 from lookalike.ingest.pipeline import (
     IngestFile,
     IngestResult,
@@ -30,7 +29,8 @@ from lookalike.ingest.pipeline import (
     RecordTarget,
     raise_if_unavailable,
 )
-from lookalike.uploads import discard_upload, presign_upload, receive_upload, take_upload
+from lookalike.ingest.uploads import discard_upload, presign_upload, receive_upload, take_upload
+from lookalike.records import service as svc
 
 router = APIRouter(tags=["uploads"])
 

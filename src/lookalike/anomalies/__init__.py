@@ -1,0 +1,1 @@
+"""Outliers for human review: the scores and the review queue."""

@@ -1,0 +1,1 @@
+"""Settings, errors, logs and stage timing: what every other package may use."""

@@ -1,0 +1,297 @@
+"""One settings object for the whole service, from `LOOKALIKE_*` environment variables or `.env`."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
+# The web app's bundle: inside the package when a wheel ships one, else `make web`'s output in a
+# source checkout.
+_WEB_BUNDLES = (
+    Path(__file__).resolve().parent / "web",
+    Path(__file__).resolve().parents[2] / "web" / "dist",
+)
+
+
+def _default_web_dir() -> Path | None:
+    return next((p for p in _WEB_BUNDLES if (p / "index.html").is_file()), None)
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Field `x` is set by the env var `LOOKALIKE_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKALIKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Where catalog, blobs and vectors live."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the catalog; default: SQLite file in data_dir."
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, description="Model directories; default: data_dir/models."
+    )
+
+    # Models
+    model: str = Field(default="clip-vit-b-32-laion2b", description="Model new collections use.")
+    offline_model: str = Field(
+        default="efficientnet-lite0", description="Used when `model` cannot be had (no network)."
+    )
+    model_download: bool = Field(default=True, description="Fetch missing models on first use.")
+    model_base_url: str = Field(
+        default="https://huggingface.co",
+        description="Model hub to download from (a mirror with the same URL layout works).",
+    )
+    embed_batch_size: int = Field(default=16, ge=1, le=256)
+    embed_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores."
+    )
+
+    # Embedding service (`lookalike embed-server`); see lookalike.embed_server.app
+    embed_url: str | None = Field(
+        default=None,
+        description="Base URL of an embedding service; when set, models run there instead of "
+        "in this process (images are still decoded and resized here).",
+    )
+    embed_timeout_s: float = Field(
+        default=30.0, gt=0, description="Read timeout of one request to the embedding service."
+    )
+    embed_connect_timeout_s: float = Field(default=3.0, gt=0)
+    embed_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries on connection errors and 5xx answers."
+    )
+    embed_retry_backoff_s: float = Field(
+        default=0.2, ge=0, description="First retry delay; doubles each retry, with jitter."
+    )
+    embed_max_in_flight: int = Field(
+        default=4, ge=1, le=256, description="Requests to the embedding service at one time."
+    )
+    embed_max_batch: int = Field(
+        default=64, ge=1, le=1024, description="Most images or texts the service takes per request."
+    )
+    embed_allowed_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL prefixes `/embed/image` may fetch from (comma-separated or a JSON "
+        "list); empty: fetching by URL is off.",
+    )
+    embed_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    embed_api_key: str | None = Field(
+        default=None,
+        description="Shared key of the embedding service: `lookalike embed-server` requires it "
+        "as `Authorization: Bearer KEY` (or `X-API-Key`), and a client with `embed_url` sends it.",
+    )
+    embed_open: bool = Field(
+        default=False,
+        description="Run the embedding service without a key; refused unless it listens on a "
+        "loopback address only.",
+    )
+
+    @field_validator(
+        "embed_allowed_urls",
+        "cors_origins",
+        "dedup_keeper_policy",
+        "dedup_preferred_formats",
+        mode="before",
+    )
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in re.split(r"[,\s]+", text) if part]
+        return value
+
+    # Image limits
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=64_000_000, ge=1, description="Decompression-bomb guard.")
+    max_aspect_ratio: float = Field(
+        default=50.0,
+        ge=1.0,
+        description="Longer side over shorter side; images beyond it are refused (a 1x60000 "
+        "strip is no photo, and resizing it to the model's size would take gigabytes).",
+    )
+    clamd_url: str | None = Field(
+        default=None,
+        description="ClamAV daemon to scan every upload with before it is stored: "
+        "unix:///path/to/clamd.ctl or tcp://host:3310; unset: no virus scan.",
+    )
+    thumbnail_size: int = Field(default=256, ge=32, le=1024)
+
+    # Ingest
+    queue_size: int = Field(default=256, ge=1, description="Bounded ingest queue (images).")
+    ingest_workers: int = Field(
+        default=4, ge=1, le=32, description="Prepare threads (decode, hash, thumbnail, writes)."
+    )
+
+    # Moderation (lookalike.quality.nsfw)
+    nsfw: bool = Field(
+        default=True,
+        description="Score every ingested image with the NudeNet detector of the `nudenet` "
+        "package (payload field `nsfw`, filter `max_nsfw`); about 30 ms of one core per image.",
+    )
+    nsfw_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="ONNX Runtime threads of the NSFW detector; it runs in the ingest prepare "
+        "threads, so a small number leaves the cores to the embedding model.",
+    )
+
+    # Vector engine
+    vector_backend: Literal["qdrant-edge"] = "qdrant-edge"
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construct: int = Field(default=100, ge=8, le=1024)
+    hnsw_ef: int = Field(default=64, ge=1, le=4096, description="Search-time ef.")
+    # int8 with rescoring: same recall@10 at 100k, ~7x faster HNSW build (bench/search.py).
+    quantization: Literal["none", "int8"] = "int8"
+    indexing_threshold: int = Field(
+        default=20_000, ge=0, description="Points before an HNSW index is built (exact scan below)."
+    )
+
+    # Dedup (thresholds are per model and per collection: see quality/dedup.py)
+    dedup_neighbours: int = Field(
+        default=10, ge=1, le=100, description="Nearest neighbours a sweep looks at per image."
+    )
+    dedup_keeper_policy: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["resolution", "quality", "oldest", "format"],
+        description="How a duplicate cluster's keeper is chosen, first rule first: resolution "
+        "(most pixels), quality (best quality score), oldest, newest, format (earliest in "
+        "dedup_preferred_formats), bytes (largest file).",
+    )
+    dedup_preferred_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/webp",
+            "image/avif",
+            "image/heic",
+            "image/jpeg",
+        ]
+    )
+
+    @field_validator("dedup_keeper_policy")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        known = {"resolution", "quality", "oldest", "newest", "format", "bytes"}
+        unknown = [rule for rule in value if rule not in known]
+        if unknown:
+            raise ValueError(f"unknown keeper rule(s) {unknown}; known: {sorted(known)}")
+        return value
+
+    # Anomaly scores (lookalike.anomalies.queue)
+    anomaly_k: int = Field(
+        default=10, ge=1, le=100, description="Neighbours the anomaly scores compare each image to."
+    )
+    anomaly_recompute_interval_s: float = Field(
+        default=6 * 3600,
+        ge=0,
+        description="Recompute every collection's anomaly scores in full this often (ingest "
+        "updates them in between, approximately); 0: never on a schedule.",
+    )
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    auth: Literal["on", "off"] = "on"
+    public_url: str | None = Field(default=None, description="Base URL used in preview links.")
+    secret_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs tokens and URLs (at least 32 characters, e.g. `openssl rand -hex 32`); "
+        "generated into data_dir when unset.",
+    )
+    web_dir: Path | None = Field(
+        default_factory=_default_web_dir,
+        description="The built web app served at `/` (index.html and assets); default: the "
+        "checkout's web/dist once `make web` has built it.",
+    )
+
+    # Auth
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="RS256 public key (PEM text or a file path). When set, bearer JWTs must be "
+        "RS256 tokens signed with its private key; HS256 tokens are refused.",
+    )
+    jwt_private_key: str | None = Field(
+        default=None,
+        description="RS256 private key (PEM text or a file path), only for `lookalike token "
+        "create`; an identity provider that holds the key can issue the tokens instead.",
+    )
+    jwt_issuer: str = Field(default="lookalike", description="`iss` claim bearer JWTs must carry.")
+    search_token_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Lifetime of the token `/api/v1/search-image` hands out for its feedback.",
+    )
+    default_collection: str | None = Field(
+        default=None,
+        description="Collection (id or name) `/api/v1/search-image` searches when the request "
+        "names none; default: the tenant's first collection.",
+    )
+
+    # Observability (lookalike.core.logs, lookalike.api.observability)
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="Log lines as JSON objects or plain text; default: json for `serve`, text "
+        "for the other commands.",
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (no auth)."
+    )
+
+    # HTTP limits (lookalike.api.limits); a rate of 0 switches that limit off
+    rate_limit_ip_per_s: float = Field(
+        default=100.0, ge=0, description="Requests per second one client IP may send."
+    )
+    rate_limit_ip_burst: int = Field(default=200, ge=1, description="Short bursts above the rate.")
+    rate_limit_tenant_per_s: float = Field(
+        default=200.0, ge=0, description="Authenticated requests per second of one tenant."
+    )
+    rate_limit_tenant_burst: int = Field(default=400, ge=1)
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db; when set, rate limits are shared by all replicas "
+        "through it (in this process's memory otherwise).",
+    )
+    redis_key_prefix: str = Field(default="lookalike:", description="Prefix of our Redis keys.")
+    max_request_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Largest request body; bigger ones get 413 before they are read.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins browsers may call the API from (comma-separated or a JSON list; "
+        "`*` for any); empty: no CORS headers.",
+    )
+    gzip_min_bytes: int = Field(
+        default=1024, ge=0, description="Compress responses at least this large; 0: never."
+    )
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @cached_property
+    def catalog_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'catalog.sqlite3'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.data_dir / "vectors"

@@ -1,0 +1,314 @@
+"""The dedup sweep: candidate pairs from indexes, then agglomerative clustering per component.
+
+1. *Candidates*, never all pairs: pHash neighbours through an in-memory multi-index hash (four
+   16-bit chunks; two hashes within d bits share a chunk within d // 4 bits), and each point's
+   k nearest neighbours by embedding through the vector engine. Memory is the N x dim vectors
+   plus at most N x (k + pHash candidates) pairs: linear in N, no N x N matrix.
+2. *Constraints* from people: a "different" pair is cut, a "same" pair is joined (distance 0).
+3. *Components* of the candidate graph (union-find). Only images in one component can end up
+   in one cluster, so each component is clustered on its own, with true pairwise distances from
+   the vectors (a component is small: a handful of copies). A component that is still too
+   big for a dense matrix is split by raising its edge threshold until its parts fit.
+4. *Clustering*: `near_exact` clusters by complete linkage over the near-exact distance (every
+   pair inside is within the pHash gate and the confirm cosine); `similar` clusters by average
+   linkage at the similar threshold. A cluster that still holds a "different" pair (average
+   linkage can pull one in) is re-clustered with complete linkage, which cannot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+
+from lookalike.dedup.tiers import DedupThresholds, Tier
+from lookalike.imaging.hashes import PHASH_CHUNK_BITS, PHASH_CHUNKS
+
+# Beyond this many images a component's dense distance matrix (m^2 / 2 floats) gets costly.
+MAX_COMPONENT = 2000
+_FAR = 2.0  # the largest cosine distance: "never in one cluster"
+
+# Given a row index, the (other row index, cosine) of its nearest neighbours by embedding.
+NeighbourSearch = Callable[[int], Iterable[tuple[int, float]]]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    tier: Tier
+    members: list[int]  # row indices, sorted
+
+
+@dataclass
+class SweepStats:
+    points: int = 0
+    phash_pairs: int = 0
+    knn_pairs: int = 0
+    edges: int = 0
+    components: int = 0
+    largest_component: int = 0
+    split_components: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
+            "phash_pairs": self.phash_pairs,
+            "knn_pairs": self.knn_pairs,
+            "edges": self.edges,
+            "components": self.components,
+            "largest_component": self.largest_component,
+            "split_components": self.split_components,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def phash_candidate_pairs(phashes: Sequence[int | None], max_distance: int) -> set[tuple[int, int]]:
+    """Pairs (i < j) whose pHashes are within `max_distance` bits, by multi-index hashing."""
+    radius = max_distance // PHASH_CHUNKS
+    masks = _flip_masks(radius)
+    tables: list[dict[int, list[int]]] = [defaultdict(list) for _ in range(PHASH_CHUNKS)]
+    chunks_of: list[list[int] | None] = []
+    for row, value in enumerate(phashes):
+        if value is None:
+            chunks_of.append(None)
+            continue
+        chunks = [
+            (value >> (PHASH_CHUNK_BITS * (PHASH_CHUNKS - 1 - c))) & 0xFFFF
+            for c in range(PHASH_CHUNKS)
+        ]
+        chunks_of.append(chunks)
+        for c, chunk in enumerate(chunks):
+            tables[c][chunk].append(row)
+    pairs: set[tuple[int, int]] = set()
+    for row, row_chunks in enumerate(chunks_of):
+        if row_chunks is None:
+            continue
+        value = phashes[row]
+        assert value is not None
+        for c, chunk in enumerate(row_chunks):
+            table = tables[c]
+            for mask in masks:
+                for other in table.get(chunk ^ mask, ()):
+                    if other <= row:
+                        continue
+                    other_value = phashes[other]
+                    assert other_value is not None
+                    if (value ^ other_value).bit_count() <= max_distance:
+                        pairs.add((row, other))
+    return pairs
+
+
+def _flip_masks(radius: int) -> list[int]:
+    masks = []
+    for r in range(radius + 1):
+        for bits in combinations(range(PHASH_CHUNK_BITS), r):
+            mask = 0
+            for b in bits:
+                mask |= 1 << b
+            masks.append(mask)
+    return masks
+
+
+def sweep(
+    vectors: NDArray[np.float32],
+    phashes: Sequence[int | None],
+    neighbours: NeighbourSearch,
+    thresholds: DedupThresholds,
+    *,
+    same: Iterable[tuple[int, int]] = (),
+    different: Iterable[tuple[int, int]] = (),
+) -> tuple[list[Cluster], SweepStats]:
+    """Duplicate clusters among the rows of `vectors` (unit-norm), with their pHashes.
+
+    `same` / `different` are people's decisions as row pairs; they always win over the scores.
+    """
+    n = len(vectors)
+    stats = SweepStats(points=n)
+    same_pairs = {_ordered(a, b) for a, b in same if a != b}
+    different_pairs = {_ordered(a, b) for a, b in different if a != b} - same_pairs
+
+    started = time.perf_counter()
+    edges: dict[tuple[int, int], float] = {}
+    for a, b in phash_candidate_pairs(phashes, thresholds.phash_gate):
+        cosine = float(vectors[a] @ vectors[b])
+        if cosine >= thresholds.similar_cosine:
+            edges[(a, b)] = cosine
+        stats.phash_pairs += 1
+    stats.seconds["phash_candidates"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for row in range(n):
+        for other, cosine in neighbours(row):
+            if other == row or cosine < thresholds.similar_cosine:
+                continue
+            edges.setdefault(_ordered(row, other), cosine)
+            stats.knn_pairs += 1
+    stats.seconds["vector_neighbours"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for pair in different_pairs:
+        edges.pop(pair, None)
+    for pair in same_pairs:
+        edges[pair] = 1.0
+    stats.edges = len(edges)
+
+    clusters: list[Cluster] = []
+    components = _components(n, edges)
+    stats.components = len(components)
+    stats.largest_component = max((len(c) for c in components), default=0)
+    for component in components:
+        for part in _fit(component, edges, thresholds, stats):
+            clusters.extend(
+                _cluster_component(part, vectors, phashes, thresholds, same_pairs, different_pairs)
+            )
+    stats.seconds["clustering"] = time.perf_counter() - started
+    clusters.sort(key=lambda c: (c.tier != "near_exact", -len(c.members), c.members[0]))
+    return clusters, stats
+
+
+def _ordered(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+def _components(n: int, edges: Collection[tuple[int, int]]) -> list[list[int]]:
+    """Connected components with two or more members (union-find)."""
+    parent = list(range(n))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = defaultdict(list)
+    touched = {x for pair in edges for x in pair}
+    for x in sorted(touched):
+        groups[root(x)].append(x)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _fit(
+    component: list[int],
+    edges: dict[tuple[int, int], float],
+    thresholds: DedupThresholds,
+    stats: SweepStats,
+) -> list[list[int]]:
+    """`component`, or parts of it small enough for a dense matrix (stricter edges inside)."""
+    if len(component) <= MAX_COMPONENT:
+        return [component]
+    stats.split_components += 1
+    members = set(component)
+    inner = {p: c for p, c in edges.items() if p[0] in members}
+    index = {x: i for i, x in enumerate(component)}
+    floor = thresholds.similar_cosine
+    while True:
+        floor = min(1.0, floor + 0.01)
+        kept = {p: c for p, c in inner.items() if c >= floor}
+        local = _components(len(component), [(index[a], index[b]) for a, b in kept])
+        parts = [[component[i] for i in part] for part in local]
+        if all(len(p) <= MAX_COMPONENT for p in parts) or floor >= 1.0:
+            out: list[list[int]] = []
+            for part in parts:
+                out.extend(_chunks(part, MAX_COMPONENT))
+            return out
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _cluster_component(
+    rows: list[int],
+    vectors: NDArray[np.float32],
+    phashes: Sequence[int | None],
+    thresholds: DedupThresholds,
+    same: set[tuple[int, int]],
+    different: set[tuple[int, int]],
+) -> list[Cluster]:
+    rows = sorted(rows)
+    block = vectors[rows]
+    distance = np.clip(1.0 - block @ block.T, 0.0, _FAR).astype(np.float64)
+    # Pairwise pHash distances; an image without a pHash is 64 bits from everything.
+    hashes = [phashes[row] for row in rows]
+    values = np.array([h or 0 for h in hashes], dtype=np.uint64)
+    hamming = np.bitwise_count(values[:, None] ^ values[None, :]).astype(np.int64)
+    unknown = np.array([h is None for h in hashes])
+    hamming[unknown, :] = 64
+    hamming[:, unknown] = 64
+    position = {row: i for i, row in enumerate(rows)}
+    for pairs, value in ((same, 0.0), (different, _FAR)):
+        for a, b in pairs:
+            if a in position and b in position:
+                i, j = position[a], position[b]
+                distance[i, j] = distance[j, i] = value
+                if value == 0.0:
+                    hamming[i, j] = hamming[j, i] = 0
+    np.fill_diagonal(distance, 0.0)
+
+    near = np.where(
+        (hamming <= thresholds.phash_gate) & (distance <= 1.0 - thresholds.near_exact_cosine),
+        distance,
+        _FAR,
+    )
+    np.fill_diagonal(near, 0.0)
+    out: list[Cluster] = []
+    near_groups = _linkage_groups(near, 1.0 - thresholds.near_exact_cosine, "complete")
+    near_sets = set()
+    for group in near_groups:
+        members = sorted(rows[i] for i in group)
+        out.append(Cluster("near_exact", members))
+        near_sets.add(tuple(members))
+
+    local_different = {
+        (position[a], position[b]) for a, b in different if a in position and b in position
+    }
+    for group in _linkage_groups(distance, 1.0 - thresholds.similar_cosine, "average"):
+        for part in _honour_different(group, distance, thresholds, local_different):
+            members = sorted(rows[i] for i in part)
+            if tuple(members) not in near_sets:
+                out.append(Cluster("similar", members))
+    return out
+
+
+def _linkage_groups(
+    distance: NDArray[np.float64], threshold: float, method: str
+) -> list[list[int]]:
+    """Groups of two or more indices cut from the `method` linkage tree at `threshold`."""
+    m = len(distance)
+    if m < 2:
+        return []
+    tree = linkage(squareform(distance, checks=False), method=method)
+    # A hair above the threshold: a pair exactly at it counts as inside.
+    labels = fcluster(tree, t=threshold + 1e-9, criterion="distance")
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        groups[int(label)].append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _honour_different(
+    group: list[int],
+    distance: NDArray[np.float64],
+    thresholds: DedupThresholds,
+    different: set[tuple[int, int]],
+) -> list[list[int]]:
+    members = set(group)
+    if not any(a in members and b in members for a, b in different):
+        return [group]
+    sub = distance[np.ix_(group, group)]
+    return [
+        [group[i] for i in part]
+        for part in _linkage_groups(sub, 1.0 - thresholds.similar_cosine, "complete")
+    ]

@@ -1,0 +1,1 @@
+"""Sample photos that ship inside installed packages, for the demo and tests."""

@@ -1,0 +1,1 @@
+"""What users say about hits and images."""

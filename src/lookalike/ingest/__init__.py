@@ -1,0 +1,2 @@
+"""Getting images in: the pipeline, presigned uploads, the folder watcher, the virus scan and
+drift repair."""

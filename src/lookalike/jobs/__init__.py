@@ -1,0 +1,1 @@
+"""Durable background jobs in the catalog, run by worker threads."""
