@@ -1,0 +1,5 @@
+"""`python -m lookalike.cli`, as the benchmarks start it."""
+
+from lookalike.cli import main
+
+main()

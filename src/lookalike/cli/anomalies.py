@@ -1,0 +1,56 @@
+"""`lookalike anomalies`: the review queue of the most unusual images."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.auth.tokens import DEFAULT_TENANT
+from lookalike.cli.common import (
+    CollectionOpt,
+    DataDir,
+    TenantOpt,
+    console,
+    load_settings,
+    open_runtime,
+    out,
+)
+
+
+def anomalies(
+    collection: CollectionOpt,
+    sort: Annotated[str, typer.Option(help="Rank by: dnn, density or ood.")] = "dnn",
+    limit: Annotated[int, typer.Option(help="Number of images.", min=1, max=200)] = 20,
+    recompute: Annotated[
+        bool, typer.Option("--recompute", help="Recompute every score first.")
+    ] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"items": [...], "total": N} as JSON.')
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The anomaly review queue: the most unusual images not reviewed yet."""
+    from lookalike.anomalies.queue import list_anomalies
+    from lookalike.records.service import find_collection
+
+    with open_runtime(load_settings(data_dir)) as rt:
+        coll = find_collection(rt, tenant, collection)
+        if recompute:
+            result = rt.anomalies.recompute(coll.id)
+            console.print(f"scored {result['scored']} images in {result['seconds']} s")
+        items, total = list_anomalies(rt.catalog, coll, sort=sort, limit=limit)
+    if json_out:
+        out.print_json(json.dumps({"items": [i.as_dict() for i in items], "total": total}))
+        return
+    table = Table("dnn", "density", "ood", "name", "image id", title=f"{total} not reviewed")
+    for i in items:
+        table.add_row(*(_score(x) for x in (i.dnn, i.density, i.ood)), i.name, i.image_id)
+    out.print(table)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

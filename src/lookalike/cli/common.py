@@ -1,0 +1,59 @@
+"""What every command uses: the two consoles, the shared options, settings and the runtime.
+
+Results (tables, JSON, tokens) go to stdout so they can be piped; messages, progress and errors
+go to stderr. The runtime is imported only when a command opens it, so `--help` and the commands
+that need only settings or the catalog start without loading models and engines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lookalike.core.config import Settings
+
+if TYPE_CHECKING:
+    from lookalike.composition import Lookalike
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory (default: LOOKALIKE_DATA_DIR).", show_default=False
+    ),
+]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name or id.")]
+TenantOpt = Annotated[str, typer.Option(help="Tenant.")]
+
+
+def load_settings(data_dir: Path | None, **overrides: object) -> Settings:
+    """Settings from the environment, with the options the user gave (None: not given)."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def open_runtime(settings: Settings) -> Lookalike:
+    """The runtime on the data directory; use it as a context manager."""
+    from lookalike.composition import Lookalike
+
+    return Lookalike(settings)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,158 @@
+"""`lookalike ingest`, `lookalike watch` and `lookalike reconcile`: images into a collection, and
+the check that catalog, vectors and blobs still agree about them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lookalike.auth.tokens import DEFAULT_TENANT
+from lookalike.cli.common import (
+    CollectionOpt,
+    DataDir,
+    TenantOpt,
+    console,
+    load_settings,
+    open_runtime,
+    out,
+    progress_bar,
+)
+
+if TYPE_CHECKING:
+    from lookalike.ingest.pipeline import IngestResult
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or directories (recursive).")],
+    collection: CollectionOpt,
+    record: Annotated[
+        str | None, typer.Option("--record", help="Put all files into one record with this name.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag for the new records.")
+    ] = None,
+    owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
+    tenant: TenantOpt = DEFAULT_TENANT,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Add images; creates the collection if needed; one record per file unless --record."""
+    from lookalike.ingest.pipeline import iter_image_files
+    from lookalike.records.service import get_or_create_collection
+
+    settings = load_settings(data_dir)
+    with open_runtime(settings) as rt:
+        coll = get_or_create_collection(rt, tenant, collection)
+        total = len(list(iter_image_files(paths)))
+        counts: Counter[str] = Counter()
+        rejected: list[tuple[str, str]] = []
+        started = time.monotonic()
+        with progress_bar() as progress:
+            task = progress.add_task("ingest", total=total, rate="")
+
+            def seen(result: IngestResult) -> None:
+                counts[result.status] += 1
+                if result.status == "rejected":
+                    rejected.append((result.filename or "?", result.reason or ""))
+                done = sum(counts.values())
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
+
+            results = rt.ingest.add_paths(
+                coll, paths, owner=owner, record_name=record, tags=tags or [], on_result=seen
+            )
+        elapsed = time.monotonic() - started
+    if json_out:
+        out.print_json(json.dumps({"results": [r.__dict__ for r in results]}))
+    else:
+        console.print(
+            f"added {counts['added']}, skipped as duplicate {counts['duplicate']}, "
+            f"rejected {counts['rejected']} in {elapsed:.1f} s"
+        )
+        for name, reason in rejected:
+            console.print(f"  [yellow]rejected[/yellow] {name}: {reason}")
+    if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
+        raise typer.Exit(1)
+
+
+def watch(
+    directory: Annotated[Path, typer.Argument(help="Directory to watch (recursive).")],
+    collection: CollectionOpt,
+    owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
+    tenant: TenantOpt = DEFAULT_TENANT,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest images already in DIR, then new and changed ones as they appear (Ctrl-C stops)."""
+    from lookalike.ingest.watcher import FolderWatcher
+    from lookalike.records.service import get_or_create_collection
+
+    settings = load_settings(data_dir)
+    with open_runtime(settings) as rt:
+        coll = get_or_create_collection(rt, tenant, collection)
+
+        def report(path: Path, result: IngestResult) -> None:
+            detail = f": {result.reason}" if result.reason else ""
+            console.print(f"{result.status:9} {path}{detail}")
+
+        watcher = FolderWatcher(rt, coll, directory, owner=owner, on_result=report)
+        watcher.start()
+        console.print(f"watching {directory} for collection {coll.name!r}; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.stop()
+
+
+def reconcile(
+    collection: CollectionOpt,
+    check: Annotated[bool, typer.Option("--check", help="Only report, change nothing.")] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check that catalog, vectors and blobs agree on every image; repair what the catalog can.
+
+    Reports orphan and missing vectors, vector payloads that name another record or other
+    bytes, and missing or damaged originals, each by image id. Exits 1 when something is left
+    unrepaired; with --check nothing is changed, so any finding does.
+    """
+    from lookalike.ingest.reconcile import reconcile as run_reconcile
+    from lookalike.records.service import find_collection
+
+    with open_runtime(load_settings(data_dir)) as rt:
+        report = run_reconcile(rt, find_collection(rt, tenant, collection), fix=not check)
+        rt.ingest.wait_idle()
+    if json_out:
+        out.print_json(
+            json.dumps(
+                {
+                    "collection": report.collection,
+                    "images": report.images,
+                    "vectors": report.vectors,
+                    "findings": [f.__dict__ for f in report.findings],
+                }
+            )
+        )
+    elif not report.findings:
+        console.print(
+            f"{report.collection}: {report.images} images, {report.vectors} vectors; no drift"
+        )
+    else:
+        counts = Counter(f.kind for f in report.findings)
+        summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
+        console.print(
+            f"{report.collection}: {report.images} images, {report.vectors} vectors; {summary}"
+        )
+        for f in report.findings:
+            state = "repaired" if f.repaired else "[yellow]not repaired[/yellow]"
+            console.print(f"  {f.image_id}  {f.kind}: {f.detail} ({state})")
+    if any(check or not f.repaired for f in report.findings):
+        raise typer.Exit(1)

@@ -1,0 +1,62 @@
+"""`lookalike search`: look-alikes of an image file, a stored image or a text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.auth.tokens import DEFAULT_TENANT
+from lookalike.cli.common import CollectionOpt, DataDir, TenantOpt, load_settings, open_runtime, out
+from lookalike.core.errors import InvalidInput
+
+
+def search(
+    collection: CollectionOpt,
+    image: Annotated[Path | None, typer.Argument(help="Query image file.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Query text.")] = None,
+    image_id: Annotated[str | None, typer.Option("--image-id", help="A stored image id.")] = None,
+    limit: Annotated[int, typer.Option(help="Number of hits.", min=1, max=1000)] = 10,
+    score_threshold: Annotated[float | None, typer.Option(help="Minimum score.")] = None,
+    phash_gate: Annotated[
+        int | None, typer.Option(help="Only images within this pHash distance (bits).", min=0)
+    ] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"hits": [...]} as JSON.')
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Find look-alikes by IMAGE, --text or --image-id."""
+    from lookalike.search.service import search_similar
+
+    settings = load_settings(data_dir)
+    if sum(x is not None for x in (image, text, image_id)) != 1:
+        raise InvalidInput("give exactly one of IMAGE, --text or --image-id")
+    try:
+        data = image.read_bytes() if image is not None else None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {image}: {exc.strerror}") from None
+    with open_runtime(settings) as rt:
+        hits = search_similar(
+            rt,
+            tenant,
+            collection,
+            image_bytes=data,
+            image_id=image_id,
+            text=text,
+            limit=limit,
+            score_threshold=score_threshold,
+            include_payload=json_out,
+            phash_gate=phash_gate,
+        )
+    if json_out:
+        out.print_json(json.dumps({"hits": [h.as_dict() for h in hits]}))
+        return
+    table = Table("score", "name", "image id", "record id")
+    for h in hits:
+        table.add_row(f"{h.score:.4f}", h.name, h.image_id, h.record_id)
+    out.print(table)
