@@ -38,7 +38,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lookalike.api.app import create_app
-from lookalike.api.forms import validate
 from lookalike.composition import Lookalike
 from lookalike.core.errors import LookalikeError
 from lookalike.ingest.pipeline import IngestFile, NewRecord
@@ -50,6 +49,7 @@ from lookalike.search.filters import (
     FilterField,
     SearchFilters,
 )
+from lookalike.serving.bodies import validate
 from lookalike.vectors.base import Filter, Range
 from support import make_settings
 

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from lookalike import __version__
-from lookalike.api.errors import install_error_handlers
 from lookalike.api.forms import add_body_schemas
 from lookalike.api.limits import install_limits
 from lookalike.api.observability import install_observability
@@ -31,6 +30,7 @@ from lookalike.api.web import install_web_app
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.core.errors import LookalikeError
+from lookalike.serving.errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 

@@ -1,30 +1,26 @@
-"""Reading bodies that may come as JSON or as multipart form data."""
+"""The API's side of request bodies: how its hand-read bodies appear in the OpenAPI document,
+its uploads as `IngestFile`s, and tags as users write them.
+
+Reading and parsing bodies (content types, JSON, limits) is `lookalike.serving.bodies`, which the
+embedding service shares. `openapi_body` stays here: its models are gathered per process for one
+app's document, and the API is the only app that documents hand-read bodies.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import FastAPI, Request
-from pydantic import BaseModel, ValidationError
+from fastapi import FastAPI
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.datastructures import UploadFile
 
-from lookalike.api.errors import validation_message
-from lookalike.api.limits import MAX_JSON_DEPTH, json_depth
-from lookalike.core.errors import InvalidInput, LookalikeError
+from lookalike.core.errors import InvalidInput
 from lookalike.ingest.pipeline import IngestFile
+from lookalike.serving.bodies import json_field, read_files
 
 MAX_FILES = 256
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class UnsupportedMediaType(LookalikeError):
-    code = "unsupported_media_type"
-    status = 415
-
 
 FILE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
 FILES_SCHEMA: dict[str, Any] = {"type": "array", "items": FILE_SCHEMA}
@@ -80,47 +76,13 @@ def add_body_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
-
-
-async def json_body(request: Request, model: type[M]) -> M:
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("application/json"):
-        raise UnsupportedMediaType(
-            f"send application/json or multipart/form-data, not {content_type or 'no content type'}"
-        )
-    try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("the body is not valid JSON") from None
-    return validate(model, raw)
-
-
-def validate(model: type[M], raw: Any) -> M:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(validation_message(exc.errors())) from None
-
-
 async def read_uploads(files: list[UploadFile], *, source: str = "upload") -> list[IngestFile]:
-    if len(files) > MAX_FILES:
-        raise InvalidInput(f"at most {MAX_FILES} files per request")
-    out = []
-    for f in files:
-        out.append(IngestFile(await f.read(), filename=f.filename, source=source))
-    return out
-
-
-def json_field(text: str, field: str) -> Any:
-    """A form field that holds JSON, parsed under the same depth limit as a JSON body."""
-    if json_depth(text.encode(), MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise InvalidInput(f"{field}: nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise InvalidInput(f"{field}: not valid JSON") from None
+    """The uploaded `files` as `IngestFile`s, at most `MAX_FILES` of them."""
+    data = await read_files(files, max_files=MAX_FILES)
+    return [
+        IngestFile(content, filename=f.filename, source=source)
+        for f, content in zip(files, data, strict=True)
+    ]
 
 
 def split_tags(values: list[str]) -> list[str]:

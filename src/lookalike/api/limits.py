@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,10 +21,11 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.api import OPERATIONAL_PATHS
-from lookalike.api.errors import error_response
 from lookalike.api.ratelimit import TokenBuckets, open_token_buckets
 from lookalike.core.config import Settings
 from lookalike.core.errors import InvalidInput, RateLimited, RequestTooLarge
+from lookalike.serving.bodies import MAX_JSON_DEPTH, check_json_depth, is_json_media_type
+from lookalike.serving.errors import error_response
 
 
 class RateLimits:
@@ -146,18 +146,13 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
-MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
-
-
 class JsonDepthLimitMiddleware:
     """422 for JSON request bodies nested deeper than `max_depth`, before anything parses them.
 
-    Python's JSON parser recurses once per level: a body of a few kilobytes of brackets raises
-    RecursionError deep inside a route. No request of this API nests more than a few levels
-    (filters, metadata), so the limit is generous. The body is already bounded by
-    `BodySizeLimitMiddleware`, which runs first.
+    `serving.bodies.json_body` checks the bodies the routes read themselves; this covers the
+    bodies FastAPI parses for routes that declare a model. It reads the whole body first, which
+    is safe because `BodySizeLimitMiddleware` runs before it and bounds the body (the embedding
+    service has no such bound, and no declared bodies, so it does without this middleware).
     """
 
     def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
@@ -175,14 +170,10 @@ class JsonDepthLimitMiddleware:
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        depth = json_depth(body, self.max_depth)
-        if depth > self.max_depth:
-            response = error_response(
-                422,
-                InvalidInput.code,
-                f"the JSON body is nested more than {self.max_depth} levels deep; no request "
-                "of this API needs that many",
-            )
+        try:
+            check_json_depth(body, "the JSON body", self.max_depth)
+        except InvalidInput as exc:
+            response = error_response(exc.status, exc.code, exc.message)
             await response(scope, receive, send)
             return
         replay = iter(messages)
@@ -193,28 +184,10 @@ class JsonDepthLimitMiddleware:
         await self.app(scope, replayed, send)
 
 
-def json_depth(body: bytes, stop_at: int) -> int:
-    """How deep the arrays and objects of `body` nest (stops counting past `stop_at`)."""
-    if body.count(b"[") + body.count(b"{") <= stop_at:
-        return 0  # not enough brackets to go deeper than the limit: no need to look closer
-    depth = deepest = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
-        if match.group() in (b"[", b"{"):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > stop_at:
-                    break
-        else:
-            depth -= 1
-    return deepest
-
-
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return bool(media == b"application/json" or media.endswith(b"+json"))
+            return is_json_media_type(value.decode("latin-1"))
     return False
 
 

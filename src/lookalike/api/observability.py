@@ -28,7 +28,6 @@ from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.api import OPERATIONAL_PATHS
-from lookalike.api.errors import error_response
 from lookalike.api.metrics import Metrics
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
@@ -40,6 +39,7 @@ from lookalike.core.logs import (
     install_record_factory,
 )
 from lookalike.core.timing import add_stage_sink, remove_stage_sink
+from lookalike.serving.errors import error_response
 
 log = logging.getLogger("lookalike.api")
 access_log = logging.getLogger("lookalike.access")

@@ -22,6 +22,9 @@ probes takes the shared key `LOOKALIKE_EMBED_API_KEY` (`ServiceAccess`); the ser
 start without one unless `LOOKALIKE_EMBED_OPEN` is set and it listens on loopback only. A URL is
 fetched only under an allow-list prefix and, since a listed name can resolve to anything, only
 from the public addresses it resolved to when checked (`fetch_addresses`, `pinned_request`).
+
+Bodies are read and errors answered by `lookalike.serving`, which the API uses too: a mistake
+gets the same status and code from both.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import socket
 import threading
@@ -39,7 +41,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import httpx
 import numpy as np
@@ -54,12 +56,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike import __version__
-from lookalike.api.errors import install_error_handlers
 from lookalike.core.config import Settings
 from lookalike.core.errors import (
     ImageTooLarge,
@@ -91,6 +92,8 @@ from lookalike.embedding.wire import (
     parse_shape,
 )
 from lookalike.imaging import decode_image
+from lookalike.serving.bodies import is_multipart, json_body, read_body, read_files
+from lookalike.serving.errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,6 @@ _MAX_REDIRECTS = 3
 # JSON around a base64 image: the encoding grows it by 4/3, the rest is field names.
 _JSON_SLACK = 64 * 1024
 
-M = TypeVar("M", bound=BaseModel)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -759,47 +761,7 @@ def model_fields(embedder: Embedder) -> dict[str, Any]:
     return {"model_name": embedder.name, "model_version": embedder.model_id, "dim": embedder.dim}
 
 
-# --- request bodies ---------------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int, what: str = "the request body") -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` bytes (before it is all read)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ImageTooLarge(f"{what} is {declared} bytes, over the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ImageTooLarge(f"{what} is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def json_model(request: Request, model: type[M], limit: int) -> M:
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("application/json"):
-        raise InvalidInput(
-            f"send application/json or multipart/form-data, not {content_type or 'no content type'}"
-        )
-    body = await read_body(request, limit)
-    try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("the body is not valid JSON") from None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        messages = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-            messages.append(f"{where}: {err.get('msg', 'invalid')}")
-        raise InvalidInput("; ".join(messages)) from None
-
-
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
+# --- multipart images (JSON bodies and their limits: lookalike.serving.bodies) ---------------
 
 
 async def _form_files(
@@ -817,17 +779,14 @@ async def _form_files(
     if not uploads:
         names = " or ".join(repr(f) for f in fields)
         raise InvalidInput(f"attach the image as a multipart file field named {names}")
-    if len(uploads) > max_files:
-        raise InvalidInput(
-            f"at most {max_files} image{'s' if max_files != 1 else ''} per request"
-            + (" (LOOKALIKE_EMBED_MAX_BATCH)" if max_files > 1 else "")
-        )
-    data = []
-    for upload in uploads:
-        if upload.size is not None and upload.size > limit:
-            name = upload.filename or "the image"
-            raise ImageTooLarge(f"{name} is {upload.size} bytes, over the limit of {limit}")
-        data.append(await upload.read())
+    data = await read_files(
+        uploads,
+        max_files=max_files,
+        max_bytes=limit,
+        too_large=ImageTooLarge,
+        noun="image",
+        setting="LOOKALIKE_EMBED_MAX_BATCH" if max_files > 1 else None,
+    )
     model = form.get("model")
     return data, model if isinstance(model, str) and model else None
 
@@ -887,19 +846,21 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
         return await run_in_threadpool(service.embed_image_bytes, embedder, images)
 
     async def one_image(request: Request) -> tuple[Embedder, bytes]:
-        if _is_multipart(request):
+        if is_multipart(request):
             files, model = await _form_files(request, ("file", "image"), 1, max_bytes)
             return await model_for(model), files[0]
-        body = await json_model(request, ImageSource, json_limit)
+        body = await json_body(request, ImageSource, limit=json_limit, too_large=ImageTooLarge)
         embedder = await model_for(body.model)
         return embedder, await run_in_threadpool(service.image_bytes, body)
 
     async def many_images(request: Request) -> tuple[Embedder, list[bytes]]:
-        if _is_multipart(request):
+        if is_multipart(request):
             fields = ("files", "file", "images", "image")
             files, model = await _form_files(request, fields, max_batch, max_bytes)
             return await model_for(model), files
-        body = await json_model(request, ImageBatchRequest, json_limit * max_batch)
+        body = await json_body(
+            request, ImageBatchRequest, limit=json_limit * max_batch, too_large=ImageTooLarge
+        )
         if len(body.images) > max_batch:
             raise InvalidInput(
                 f"at most {max_batch} images per request (LOOKALIKE_EMBED_MAX_BATCH)"
@@ -931,7 +892,12 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
     async def embed_text(request: Request) -> EmbeddingOut | EmbeddingsOut:
         """`{"text": ...}` to `embedding`, `{"texts": [...]}` to `embeddings`. Image-only models
         answer 422 `text_search_unavailable`, saying what to install."""
-        body = await json_model(request, TextRequest, 4 * 4096 * MAX_TEXT_BATCH + _JSON_SLACK)
+        body = await json_body(
+            request,
+            TextRequest,
+            limit=4 * 4096 * MAX_TEXT_BATCH + _JSON_SLACK,
+            or_multipart=False,
+        )
         embedder = await model_for(body.model)
         texts = [body.text] if body.text is not None else (body.texts or [])
         metrics.batch_size.labels("/embed/text").observe(len(texts))
@@ -966,7 +932,7 @@ def create_embed_app(settings: Settings | None = None) -> FastAPI:
                 f"got {shape}"
             )
         nbytes = int(np.prod(shape)) * np.dtype(WIRE_DTYPES[dtype]).itemsize
-        body = await read_body(request, nbytes)
+        body = await read_body(request, nbytes, ImageTooLarge)
         if len(body) != nbytes:
             raise InvalidInput(f"the body is {len(body)} bytes; shape {shape} needs {nbytes}")
         metrics.batch_size.labels("/embed/preprocessed").observe(shape[0])

@@ -177,12 +177,13 @@ class SearchFilters(BaseModel):
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> SearchFilters:
-        if self.created_after and self.created_before and self.created_after > self.created_before:
-            raise ValueError("created_after is later than created_before")
+        # Timezones first: an aware and a naive datetime cannot even be compared.
         for name in ("created_after", "created_before"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise ValueError(f"{name} needs a timezone, e.g. 2026-01-31T00:00:00Z")
+        if self.created_after and self.created_before and self.created_after > self.created_before:
+            raise ValueError("created_after is later than created_before")
         return self
 
     def to_vector_filter(self) -> Filter | None:

@@ -9,15 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import (
-    FILES_SCHEMA,
-    is_multipart,
-    json_body,
-    openapi_body,
-    read_uploads,
-    split_tags,
-    validate,
-)
+from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
 from lookalike.api.schemas import (
     MAX_OFFSET,
     IngestResultOut,
@@ -29,6 +21,7 @@ from lookalike.api.schemas import (
 )
 from lookalike.core.errors import InvalidInput
 from lookalike.records import service as svc
+from lookalike.serving.bodies import is_multipart, json_body, validate
 
 router = APIRouter(tags=["records"])
 

@@ -7,18 +7,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import (
-    FILE_SCHEMA,
-    is_multipart,
-    json_body,
-    json_field,
-    openapi_body,
-    validate,
-)
+from lookalike.api.forms import FILE_SCHEMA, openapi_body
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.core.errors import InvalidInput
 from lookalike.records.service import find_collection
 from lookalike.search.service import search_similar
+from lookalike.serving.bodies import is_multipart, json_body, json_field, validate
 
 router = APIRouter(prefix="/api/search", tags=["search"])
 

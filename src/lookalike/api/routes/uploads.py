@@ -12,13 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import (
-    FILES_SCHEMA,
-    is_multipart,
-    openapi_body,
-    read_uploads,
-    split_tags,
-)
+from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
 from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
 from lookalike.catalog import Collection, Job
 from lookalike.core.errors import InvalidInput, NotFound
@@ -31,6 +25,7 @@ from lookalike.ingest.pipeline import (
 )
 from lookalike.ingest.uploads import discard_upload, presign_upload, receive_upload, take_upload
 from lookalike.records import service as svc
+from lookalike.serving.bodies import is_multipart
 
 router = APIRouter(tags=["uploads"])
 

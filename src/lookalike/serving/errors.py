@@ -1,4 +1,4 @@
-"""Errors leave the API as `{"error": {"code", "message"}}` with their status, mapped once here."""
+"""Errors leave both apps as `{"error": {"code", "message"}}` with their status; mapped here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lookalike.core.errors import Busy, LookalikeError, RateLimited
 
 log = logging.getLogger(__name__)
+
+
+class UnsupportedMediaType(LookalikeError):
+    """A body in a content type the route does not read (JSON sent as text/plain, say)."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 def error_response(
@@ -40,6 +47,9 @@ def validation_message(errors: Sequence[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Answer domain errors, validation errors, Starlette's HTTP errors and anything unexpected
+    in the one error shape."""
+
     @app.exception_handler(LookalikeError)
     async def _domain(_: Request, exc: LookalikeError) -> JSONResponse:
         headers = (
