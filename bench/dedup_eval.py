@@ -40,8 +40,8 @@ from lookalike.catalog import Image, Record, new_id
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.dedup.clusters import sweep
-from lookalike.dedup.service import run_sweep, thresholds_of
-from lookalike.dedup.tiers import DedupThresholds, tier_of
+from lookalike.dedup.sweep import run_sweep
+from lookalike.dedup.tiers import DedupThresholds, thresholds_of, tier_of
 from lookalike.demo.samples import derived_set, sample_photos
 from lookalike.imaging import phash_hamming
 from lookalike.ingest.pipeline import IngestFile, NewRecord

@@ -13,7 +13,8 @@ from lookalike.anomalies.queue import AnomalyScorer
 from lookalike.catalog import Catalog, Collection
 from lookalike.core.config import Settings
 from lookalike.core.errors import ModelUnavailable
-from lookalike.dedup.service import SWEEP_JOB, IngestVerdicts, sweep_job
+from lookalike.dedup.sweep import SWEEP_JOB, sweep_job
+from lookalike.dedup.verdicts import IngestVerdicts
 from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
 from lookalike.embedding.batching import QueryBatcher
 from lookalike.ingest.pipeline import IngestPipeline

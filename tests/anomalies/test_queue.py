@@ -17,6 +17,7 @@ from lookalike.anomalies.queue import (
     request_recompute,
     review_anomaly,
 )
+from lookalike.api.schemas import AnomalyItemOut
 from lookalike.auth.tokens import Principal
 from lookalike.catalog import Collection, Image, Job, utcnow
 from lookalike.composition import Lookalike
@@ -83,7 +84,9 @@ def test_the_odd_image_tops_the_queue_right_after_ingest(
         ranked = [getattr(i, sort) for i in items]
         assert ranked == sorted(ranked, reverse=True)
     top = queue(rt, coll)[0]
-    assert top.preview_url == f"/api/images/{ids['noise.png']}/thumbnail"
+    shown = AnomalyItemOut.model_validate(top)
+    assert shown.preview_url == f"/api/images/{ids['noise.png']}/thumbnail"
+    assert shown.scores.dnn == top.dnn
     assert top.record_id and not top.reviewed
 
     # Up to 2k + 1 images every search sees the whole collection: ingest left every score

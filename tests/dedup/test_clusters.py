@@ -138,7 +138,7 @@ def test_keeper_policy_rules_in_order() -> None:
     from datetime import UTC, datetime
 
     from lookalike.catalog import Image
-    from lookalike.dedup.service import choose_keeper
+    from lookalike.dedup.sweep import choose_keeper
 
     def image(id_: str, w: int, q: float | None, day: int, mime: str, size: int) -> Image:
         return Image(
@@ -173,7 +173,7 @@ def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from lookalike.catalog import new_id
-    from lookalike.dedup.service import VERDICT_CANDIDATES, nearest_duplicate
+    from lookalike.dedup.verdicts import VERDICT_CANDIDATES, nearest_duplicate
     from lookalike.imaging.hashes import phash_chunks
     from lookalike.vectors.base import IndexSettings, Point, VectorSpec
     from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
@@ -224,7 +224,7 @@ def test_an_image_in_two_clusters_keeps_each_clusters_score(
     rt: Lookalike, photos: dict[str, bytes]
 ) -> None:
     from lookalike.catalog.models import DuplicateCluster, DuplicateClusterMember
-    from lookalike.dedup.service import cluster_members
+    from lookalike.dedup.review import cluster_members
     from lookalike.ingest.pipeline import IngestFile, NewRecord
     from lookalike.records.service import create_collection
 

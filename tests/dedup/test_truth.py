@@ -113,7 +113,7 @@ def test_sweeps_and_verdicts_survive_deletes_running_beside_them(
     import threading
 
     from lookalike.composition import Lookalike
-    from lookalike.dedup.service import run_sweep
+    from lookalike.dedup.sweep import run_sweep
     from lookalike.ingest.pipeline import IngestFile, NewRecord
     from lookalike.records.service import create_collection, delete_record
     from support import make_settings

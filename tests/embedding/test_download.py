@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from lookalike.cli.common import RichDownloadProgress
 from lookalike.core.config import Settings
 from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding import (
@@ -19,7 +20,6 @@ from lookalike.embedding import (
     ClipEmbedder,
     ModelDir,
     ModelSpec,
-    RichDownloadProgress,
     hub_clip_files,
     list_models,
     load_embedder,

@@ -55,7 +55,6 @@ from lookalike.core.errors import CollectionNotFound, InvalidInput
 from lookalike.core.timing import timed
 from lookalike.ingest.pipeline import IngestPipeline, Written
 from lookalike.jobs.runner import JobContext, JobRunner
-from lookalike.search.service import thumbnail_url
 from lookalike.vectors.base import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -97,25 +96,10 @@ class AnomalyItem:
     reviewed_at: datetime | None
     reviewed_by: str | None
     review_note: str | None
-    preview_url: str
 
     @property
     def reviewed(self) -> bool:
         return self.reviewed_at is not None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The item as the API answers it (datetimes as ISO 8601)."""
-        return {
-            "image_id": self.image_id,
-            "record_id": self.record_id,
-            "name": self.name,
-            "scores": {"dnn": self.dnn, "density": self.density, "ood": self.ood},
-            "reviewed": self.reviewed,
-            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
-            "reviewed_by": self.reviewed_by,
-            "review_note": self.review_note,
-            "preview_url": self.preview_url,
-        }
 
 
 def _item(image: Image, name: str) -> AnomalyItem:
@@ -129,7 +113,6 @@ def _item(image: Image, name: str) -> AnomalyItem:
         reviewed_at=image.reviewed_at,
         reviewed_by=image.reviewed_by,
         review_note=image.review_note,
-        preview_url=thumbnail_url(image.id),
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from lookalike.anomalies.queue import AnomalyItem
 from lookalike.catalog import Collection, Feedback, Image, Record
 from lookalike.catalog.record_fields import (
     DESCRIPTION_MAX,
@@ -20,7 +19,24 @@ from lookalike.catalog.record_fields import (
 )
 from lookalike.ingest.pipeline import IngestResult
 from lookalike.search.filters import SearchFilters
-from lookalike.search.service import thumbnail_url
+
+
+def thumbnail_url(image_id: str) -> str:
+    """Where the API serves an image's thumbnail (the services know no URLs)."""
+    return f"/api/images/{image_id}/thumbnail"
+
+
+class WithPreview(BaseModel):
+    """A shape read from a service's object (`from_attributes`) that links the image's preview."""
+
+    model_config = ConfigDict(from_attributes=True)
+    image_id: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def preview_url(self) -> str:
+        return thumbnail_url(self.image_id)
+
 
 # Past any real page; bounded so that no number a database cannot hold reaches one.
 MAX_OFFSET = 10_000_000
@@ -298,14 +314,14 @@ class SearchRequest(Strict):
     )
 
 
-class HitOut(BaseModel):
-    image_id: str
+class HitOut(WithPreview):
+    """One search hit: what `lookalike search --json` prints too."""
+
     record_id: str
     name: str
     description: str
     score: float
     payload: dict[str, Any] | None
-    preview_url: str
 
 
 class SearchResponse(BaseModel):
@@ -405,30 +421,23 @@ class CreateFeedbackResponse(BaseModel):
 # --- anomaly review queue -----------------------------------------------------------
 
 
-class AnomalyItemOut(BaseModel):
-    image_id: str
+class AnomalyItemOut(WithPreview):
+    """One image of the review queue: what `lookalike anomalies --json` prints too."""
+
     record_id: str
     name: str = Field(description="The record's name.")
-    scores: AnomalyScoresOut
+    dnn: float | None = Field(exclude=True)
+    density: float | None = Field(exclude=True)
+    ood: float | None = Field(exclude=True)
     reviewed: bool
     reviewed_at: datetime | None
     reviewed_by: str | None
     review_note: str | None
-    preview_url: str
 
-    @classmethod
-    def of(cls, item: AnomalyItem) -> AnomalyItemOut:
-        return cls(
-            image_id=item.image_id,
-            record_id=item.record_id,
-            name=item.name,
-            scores=AnomalyScoresOut(dnn=item.dnn, density=item.density, ood=item.ood),
-            reviewed=item.reviewed,
-            reviewed_at=item.reviewed_at,
-            reviewed_by=item.reviewed_by,
-            review_note=item.review_note,
-            preview_url=item.preview_url,
-        )
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def scores(self) -> AnomalyScoresOut:
+        return AnomalyScoresOut(dnn=self.dnn, density=self.density, ood=self.ood)
 
 
 class AnomalyPage(BaseModel):

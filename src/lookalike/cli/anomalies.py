@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from lookalike.api.schemas import AnomalyItemOut, AnomalyPage
 from lookalike.auth.tokens import DEFAULT_TENANT
 from lookalike.cli.common import (
     CollectionOpt,
@@ -44,7 +44,8 @@ def anomalies(
             console.print(f"scored {result['scored']} images in {result['seconds']} s")
         items, total = list_anomalies(rt.catalog, coll, sort=sort, limit=limit)
     if json_out:
-        out.print_json(json.dumps({"items": [i.as_dict() for i in items], "total": total}))
+        page = AnomalyPage(items=[AnomalyItemOut.model_validate(i) for i in items], total=total)
+        out.print_json(page.model_dump_json())
         return
     table = Table("dnn", "density", "ood", "name", "image id", title=f"{total} not reviewed")
     for i in items:

@@ -8,11 +8,19 @@ that need only settings or the catalog start without loading models and engines.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from lookalike.core.config import Settings
 
@@ -57,3 +65,39 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+class RichDownloadProgress:
+    """Model downloads drawn as one progress bar per file on stderr (or `console`)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._started = False
+
+    def start(self, filename: str, total: int | None) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        self._tasks[filename] = self._progress.add_task(filename, total=total)
+
+    def advance(self, filename: str, nbytes: int) -> None:
+        self._progress.advance(self._tasks[filename], nbytes)
+
+    def finish(self, filename: str) -> None:
+        task = self._tasks[filename]
+        total = self._progress.tasks[task].completed
+        self._progress.update(task, total=total, completed=total)
+
+    def close(self) -> None:
+        if self._started:
+            self._progress.stop()
+            self._started = False

@@ -38,7 +38,8 @@ def dedup(
     data_dir: DataDir = None,
 ) -> None:
     """Sweep a collection for duplicates: clusters with their tier and suggested keeper."""
-    from lookalike.dedup.service import cluster_members, run_sweep
+    from lookalike.dedup.review import cluster_members
+    from lookalike.dedup.sweep import run_sweep
     from lookalike.records.service import find_collection
 
     thresholds = {

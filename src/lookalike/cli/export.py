@@ -30,7 +30,7 @@ def export_hard_negatives(
 ) -> None:
     """Pairs people said do not belong together ("irrelevant" search feedback and "different"
     duplicate verdicts), one JSON object per line, for fine-tuning an embedding model."""
-    from lookalike.dedup.service import hard_negatives
+    from lookalike.dedup.review import hard_negatives
 
     with open_runtime(load_settings(data_dir)) as rt:
         rows = list(hard_negatives(rt, tenant, collection))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lookalike.cli.common import DataDir, console, load_settings, out
+from lookalike.cli.common import DataDir, RichDownloadProgress, console, load_settings, out
 
 
 def model_list(data_dir: DataDir = None) -> None:
@@ -35,7 +35,11 @@ def model_pull(
     """Fetch (or build) a model into the cache."""
     from lookalike.embedding import pull_model
 
-    path = pull_model(load_settings(data_dir), name)
+    bar = RichDownloadProgress(console)
+    try:
+        path = pull_model(load_settings(data_dir), name, progress=bar)
+    finally:
+        bar.close()
     console.print(f"{name}: ready in {path}")
 
 

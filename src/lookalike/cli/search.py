@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lookalike.api.schemas import HitOut
 from lookalike.auth.tokens import DEFAULT_TENANT
 from lookalike.cli.common import CollectionOpt, DataDir, TenantOpt, load_settings, open_runtime, out
 from lookalike.core.errors import InvalidInput
@@ -54,7 +55,8 @@ def search(
             phash_gate=phash_gate,
         )
     if json_out:
-        out.print_json(json.dumps({"hits": [h.as_dict() for h in hits]}))
+        hits_out = [HitOut.model_validate(h).model_dump(mode="json") for h in hits]
+        out.print_json(json.dumps({"hits": hits_out}))
         return
     table = Table("score", "name", "image id", "record id")
     for h in hits:

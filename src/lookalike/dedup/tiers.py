@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from lookalike.catalog import Collection
 from lookalike.core.errors import InvalidInput
 from lookalike.imaging.phash_index import MAX_GATE
 
@@ -105,3 +106,9 @@ def tier_of(cosine: float, hamming: int | None, thresholds: DedupThresholds) -> 
     if cosine >= thresholds.similar_cosine:
         return "similar"
     return None
+
+
+def thresholds_of(
+    collection: Collection, overrides: Mapping[str, Any] | None = None
+) -> DedupThresholds:
+    return collection_thresholds(collection.model, collection.vector_settings or {}, overrides)

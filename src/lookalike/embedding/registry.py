@@ -113,7 +113,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
 
 
 class DownloadProgress(Protocol):
-    """Receives download progress; `RichDownloadProgress` draws it, tests record it."""
+    """Receives download progress: the CLI draws it, a server logs it, tests record it."""
 
     def start(self, filename: str, total: int | None) -> None: ...
 
@@ -122,49 +122,23 @@ class DownloadProgress(Protocol):
     def finish(self, filename: str) -> None: ...
 
 
-class RichDownloadProgress:
-    """One progress bar per file on stderr (or `console`)."""
+class LoggedDownloadProgress:
+    """Download progress as log lines (start and end of each file): what a server that fetches
+    a model on first use reports. `lookalike model pull` draws a progress bar instead."""
 
-    def __init__(self, console: Any | None = None) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._tasks: dict[str, Any] = {}
-        self._started = False
+    def __init__(self) -> None:
+        self._bytes: dict[str, int] = {}
 
     def start(self, filename: str, total: int | None) -> None:
-        if not self._started:
-            self._progress.start()
-            self._started = True
-        self._tasks[filename] = self._progress.add_task(filename, total=total)
+        self._bytes[filename] = 0
+        size = f"{total / 1e6:.1f} MB" if total else "unknown size"
+        log.info("downloading %s (%s)", filename, size)
 
     def advance(self, filename: str, nbytes: int) -> None:
-        self._progress.advance(self._tasks[filename], nbytes)
+        self._bytes[filename] = self._bytes.get(filename, 0) + nbytes
 
     def finish(self, filename: str) -> None:
-        task = self._tasks[filename]
-        total = self._progress.tasks[task].completed
-        self._progress.update(task, total=total, completed=total)
-
-    def close(self) -> None:
-        if self._started:
-            self._progress.stop()
-            self._started = False
+        log.info("downloaded %s (%.1f MB)", filename, self._bytes.pop(filename, 0) / 1e6)
 
 
 # --- cache paths and listing ------------------------------------------------------------------
@@ -271,13 +245,7 @@ def ensure_model_dir(
                 f"unknown model {name!r}: not in the model cache at {path} and not one Lookalike "
                 f"can download (known: {', '.join(sorted(KNOWN_MODELS))})"
             )
-        own_progress = progress is None
-        bar = RichDownloadProgress() if progress is None else progress
-        try:
-            return _download(settings, spec, path, bar)
-        finally:
-            if own_progress and isinstance(bar, RichDownloadProgress):
-                bar.close()
+        return _download(settings, spec, path, progress or LoggedDownloadProgress())
 
 
 def _offline_model(settings: Settings, *, force: bool) -> ModelDir:

@@ -37,22 +37,6 @@ class SearchHit:
     description: str
     score: float
     payload: dict[str, Any] | None
-    preview_url: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "image_id": self.image_id,
-            "record_id": self.record_id,
-            "name": self.name,
-            "description": self.description,
-            "score": self.score,
-            "payload": self.payload,
-            "preview_url": self.preview_url,
-        }
-
-
-def thumbnail_url(image_id: str) -> str:
-    return f"/api/images/{image_id}/thumbnail"
 
 
 def search_similar(
@@ -195,7 +179,6 @@ def search_similar(
                 description=record.description,
                 score=float(hit.score),
                 payload=payload if include_payload else None,
-                preview_url=thumbnail_url(hit.id),
             )
         )
     return out

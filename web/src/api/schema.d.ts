@@ -687,7 +687,10 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** AnomalyItemOut */
+        /**
+         * AnomalyItemOut
+         * @description One image of the review queue: what `lookalike anomalies --json` prints too.
+         */
         AnomalyItemOut: {
             /** Image Id */
             image_id: string;
@@ -697,7 +700,7 @@ export interface components {
              */
             name: string;
             /** Preview Url */
-            preview_url: string;
+            readonly preview_url: string;
             /** Record Id */
             record_id: string;
             /** Review Note */
@@ -708,7 +711,7 @@ export interface components {
             reviewed_at: string | null;
             /** Reviewed By */
             reviewed_by: string | null;
-            scores: components["schemas"]["AnomalyScoresOut"];
+            readonly scores: components["schemas"]["AnomalyScoresOut"];
         };
         /** AnomalyPage */
         AnomalyPage: {
@@ -792,7 +795,7 @@ export interface components {
             /** Name */
             name: string;
             /** Preview Url */
-            preview_url: string;
+            readonly preview_url: string;
             /** Quality Score */
             quality_score: number | null;
             /** Record Id */
@@ -1091,7 +1094,10 @@ export interface components {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
         };
-        /** HitOut */
+        /**
+         * HitOut
+         * @description One search hit: what `lookalike search --json` prints too.
+         */
         HitOut: {
             /** Description */
             description: string;
@@ -1104,7 +1110,7 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             /** Preview Url */
-            preview_url: string;
+            readonly preview_url: string;
             /** Record Id */
             record_id: string;
             /** Score */

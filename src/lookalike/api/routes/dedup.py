@@ -12,13 +12,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import MAX_OFFSET, DedupThresholdsIn, JobAccepted, Strict
+from lookalike.api.schemas import MAX_OFFSET, DedupThresholdsIn, JobAccepted, Strict, WithPreview
 from lookalike.catalog.models import DuplicateCluster, PairVerdict
 from lookalike.composition import Lookalike
 from lookalike.core.errors import InvalidInput
-from lookalike.dedup import service as svc
+from lookalike.dedup import review, sweep, tiers
 from lookalike.records import service as collections_svc
-from lookalike.search.service import thumbnail_url
 
 router = APIRouter(tags=["duplicates"])
 
@@ -44,8 +43,7 @@ class ClusterRequest(Strict):
     )
 
 
-class ClusterMemberOut(BaseModel):
-    image_id: str
+class ClusterMemberOut(WithPreview):
     record_id: str
     name: str
     score: float = Field(description="Cosine similarity to the keeper.")
@@ -55,7 +53,6 @@ class ClusterMemberOut(BaseModel):
     bytes: int
     mime: str
     created_at: datetime
-    preview_url: str
 
 
 class ClusterOut(BaseModel):
@@ -131,7 +128,7 @@ class PairOut(BaseModel):
 
 
 def _clusters_out(rt: Lookalike, clusters: list[DuplicateCluster]) -> list[ClusterOut]:
-    members = svc.cluster_members(rt, clusters)
+    members = review.cluster_members(rt, clusters)
     return [
         ClusterOut(
             id=c.id,
@@ -141,10 +138,7 @@ def _clusters_out(rt: Lookalike, clusters: list[DuplicateCluster]) -> list[Clust
             decided_by=c.decided_by,
             created_at=c.created_at,
             updated_at=c.updated_at,
-            members=[
-                ClusterMemberOut(**vars(m), preview_url=thumbnail_url(m.image_id))
-                for m in members[c.id]
-            ],
+            members=[ClusterMemberOut.model_validate(m) for m in members[c.id]],
         )
         for c in clusters
     ]
@@ -164,12 +158,12 @@ async def cluster(body: ClusterRequest, rt: Runtime, caller: Caller) -> Any:
     has a tier, a suggested keeper and its members."""
     collection = collections_svc.find_collection(rt, caller.tenant, body.collection)
     thresholds = body.thresholds.model_dump(exclude_none=True) if body.thresholds else None
-    svc.thresholds_of(collection, thresholds)  # bad values: 422 now, not in the job
+    tiers.thresholds_of(collection, thresholds)  # bad values: 422 now, not in the job
     if body.background:
         if body.image_ids is not None:
             raise InvalidInput("background sweeps cover the whole collection; drop image_ids")
         job_id = rt.jobs.submit(
-            svc.SWEEP_JOB, collection.id, {"thresholds": thresholds, "tiers": list(body.tiers)}
+            sweep.SWEEP_JOB, collection.id, {"thresholds": thresholds, "tiers": list(body.tiers)}
         )
         return JSONResponse({"job_id": job_id}, status_code=status.HTTP_202_ACCEPTED)
     if body.image_ids is None:
@@ -180,7 +174,7 @@ async def cluster(body: ClusterRequest, rt: Runtime, caller: Caller) -> Any:
                 "follow the job at GET /api/jobs/{id}"
             )
     result = await run_in_threadpool(
-        svc.run_sweep,
+        sweep.run_sweep,
         rt,
         collection,
         image_ids=body.image_ids,
@@ -208,7 +202,7 @@ def list_clusters(
 ) -> ClusterPage:
     """The stored clusters (the latest sweep's open ones and every decided one)."""
     collection = collections_svc.find_collection(rt, caller.tenant, collection_id)
-    clusters, total = svc.list_clusters(
+    clusters, total = review.list_clusters(
         rt, collection, status=status_, tier=tier, limit=limit, offset=offset
     )
     return ClusterPage(clusters=_clusters_out(rt, clusters), total=total)
@@ -216,7 +210,7 @@ def list_clusters(
 
 @router.get("/api/clusters/{cluster_id}")
 def get_cluster(cluster_id: str, rt: Runtime, caller: Caller) -> ClusterOut:
-    cluster, _ = svc.get_cluster(rt, caller.tenant, cluster_id)
+    cluster, _ = review.get_cluster(rt, caller.tenant, cluster_id)
     return _cluster_out(rt, cluster)
 
 
@@ -224,7 +218,7 @@ def get_cluster(cluster_id: str, rt: Runtime, caller: Caller) -> ClusterOut:
 def mark_cluster(cluster_id: str, body: MarkRequest, rt: Runtime, caller: Caller) -> ClusterOut:
     """Duplicate / not duplicate, for the whole cluster or some members; stored as pair
     verdicts that every later sweep honours."""
-    cluster = svc.mark_cluster(
+    cluster = review.mark_cluster(
         rt, caller.tenant, caller.user, cluster_id, body.verdict, body.image_ids
     )
     return _cluster_out(rt, cluster)
@@ -237,7 +231,7 @@ async def merge_cluster(
     """Keep one image; move the others into its record or drop them. The other records'
     fields are kept on the keeper's record (`metadata.merged`)."""
     cluster = await run_in_threadpool(
-        svc.merge_cluster,
+        review.merge_cluster,
         rt,
         caller.tenant,
         caller.user,
@@ -251,13 +245,13 @@ async def merge_cluster(
 @router.post("/api/clusters/{cluster_id}/tag")
 def tag_cluster(cluster_id: str, body: TagRequest, rt: Runtime, caller: Caller) -> ClusterOut:
     """Add tags to the records of every member."""
-    return _cluster_out(rt, svc.tag_cluster(rt, caller.tenant, cluster_id, body.tags))
+    return _cluster_out(rt, review.tag_cluster(rt, caller.tenant, cluster_id, body.tags))
 
 
 @router.post("/api/duplicates/pairs", status_code=status.HTTP_201_CREATED)
 def add_pair_verdict(body: PairRequest, rt: Runtime, caller: Caller) -> PairOut:
     """Say two images are the same or different; the latest decision on a pair wins."""
-    row = svc.record_pair_verdict(
+    row = review.record_pair_verdict(
         rt, caller.tenant, caller.user, body.image_a, body.image_b, body.verdict, body.note
     )
     return PairOut.of(row)
@@ -266,11 +260,11 @@ def add_pair_verdict(body: PairRequest, rt: Runtime, caller: Caller) -> PairOut:
 @router.get("/api/images/{image_id}/pairs")
 def list_pair_verdicts(image_id: str, rt: Runtime, caller: Caller) -> list[PairOut]:
     """Every same / different decision involving the image, oldest first."""
-    return [PairOut.of(p) for p in svc.pair_history(rt, caller.tenant, image_id)]
+    return [PairOut.of(p) for p in review.pair_history(rt, caller.tenant, image_id)]
 
 
 @router.get("/api/collections/{collection_id}/hard-negatives")
 def hard_negatives(collection_id: str, rt: Runtime, caller: Caller) -> list[dict[str, Any]]:
     """Pairs people said do not belong together, for training: "irrelevant" search feedback
     and current "different" pair verdicts."""
-    return list(svc.hard_negatives(rt, caller.tenant, collection_id))
+    return list(review.hard_negatives(rt, caller.tenant, collection_id))

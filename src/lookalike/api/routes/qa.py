@@ -53,7 +53,7 @@ def list_anomalies(
         limit=limit,
         offset=offset,
     )
-    return AnomalyPage(items=[AnomalyItemOut.of(i) for i in items], total=total)
+    return AnomalyPage(items=[AnomalyItemOut.model_validate(i) for i in items], total=total)
 
 
 @router.post("/anomalies/recompute", status_code=status.HTTP_202_ACCEPTED)
@@ -69,4 +69,4 @@ def review_anomaly(
 ) -> AnomalyItemOut:
     """Mark an image reviewed by the caller (`reviewed: false` puts it back in the queue)."""
     item = svc.review_anomaly(rt.catalog, caller, image_id, reviewed=body.reviewed, note=body.note)
-    return AnomalyItemOut.of(item)
+    return AnomalyItemOut.model_validate(item)

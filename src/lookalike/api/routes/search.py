@@ -76,7 +76,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             use_crops=body.use_crops,
         )
         return SearchResponse(
-            hits=[HitOut(**h.as_dict()) for h in hits],
+            hits=[HitOut.model_validate(h) for h in hits],
             collection=collection.id,
             model_id=collection.model_id,
         )

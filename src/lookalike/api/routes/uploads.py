@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -24,6 +23,8 @@ from lookalike.ingest.pipeline import (
     raise_if_unavailable,
 )
 from lookalike.ingest.uploads import discard_upload, presign_upload, receive_upload, take_upload
+from lookalike.jobs.status import get_job
+from lookalike.jobs.status import list_jobs as collection_jobs
 from lookalike.records import service as svc
 from lookalike.serving.bodies import is_multipart
 
@@ -190,15 +191,7 @@ def _stem(filename: str | None) -> str:
 
 @router.get("/api/jobs/{job_id}")
 def read_job(job_id: str, rt: Runtime, caller: Caller) -> JobOut:
-    with rt.catalog.session() as session:
-        job = session.scalars(
-            select(Job)
-            .join(Collection, Job.collection_id == Collection.id)
-            .where(Job.id == job_id, Collection.tenant == caller.tenant)
-        ).first()
-        if job is None:
-            raise NotFound(f"no job {job_id!r}")
-        return JobOut.of(job)
+    return JobOut.of(get_job(rt.catalog, caller.tenant, job_id))
 
 
 @router.get("/api/collections/{collection_id}/jobs")
@@ -212,9 +205,5 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JobOut]:
     collection = svc.find_collection(rt, caller.tenant, collection_id)
-    with rt.catalog.session() as session:
-        q = select(Job).where(Job.collection_id == collection.id)
-        if status_:
-            q = q.where(Job.status == status_)
-        jobs = session.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
-        return [JobOut.of(j) for j in jobs]
+    jobs = collection_jobs(rt.catalog, collection.id, status=status_, limit=limit)
+    return [JobOut.of(j) for j in jobs]

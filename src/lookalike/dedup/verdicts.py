@@ -1,0 +1,151 @@
+"""The duplicate verdict at ingest: every new image gets the nearest image already in its
+collection and its tier, from one filtered engine search per image (no full pass)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from lookalike.catalog import Collection, Image
+from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
+from lookalike.imaging import phash_hamming
+from lookalike.imaging.phash_index import candidate_filter
+from lookalike.ingest.pipeline import Written
+from lookalike.records.service import Services
+from lookalike.vectors.base import Filter, HasId, Hit
+
+log = logging.getLogger(__name__)
+
+VERDICT_CANDIDATES = 16  # nearest images the verdict at ingest looks at
+
+
+@dataclass(frozen=True)
+class DuplicateVerdict:
+    tier: Tier
+    image_id: str
+    score: float
+
+
+class IngestVerdicts:
+    """After-ingest step: the duplicate verdict of each new image against its collection."""
+
+    __name__ = "duplicate verdicts"
+
+    def __init__(self, rt: Services) -> None:
+        self.rt = rt
+
+    def __call__(self, written: Written) -> None:
+        with self.rt.catalog.session() as session:
+            collection = session.get(Collection, written.collection_id)
+            if collection is None:
+                return
+            thresholds = thresholds_of(collection)
+            rows = session.execute(
+                select(Image.id, Image.phash).where(Image.id.in_(written.image_ids))
+            ).all()
+            phashes: dict[str, str | None] = {row[0]: row[1] for row in rows}
+        verdicts: dict[str, DuplicateVerdict] = {}
+        for image_id, vector in zip(written.image_ids, written.vectors, strict=True):
+            verdict = nearest_duplicate(
+                self.rt,
+                written.collection_id,
+                written.vector_name,
+                image_id,
+                np.asarray(vector, dtype=np.float32),
+                phashes.get(image_id),
+                thresholds,
+            )
+            if verdict is not None:
+                verdicts[image_id] = verdict
+        if not verdicts:
+            return
+
+        def store(session: Session) -> None:
+            # The image a verdict points at may have been deleted since the search found it.
+            alive = set(
+                session.scalars(
+                    select(Image.id).where(Image.id.in_({v.image_id for v in verdicts.values()}))
+                )
+            )
+            for image_id, v in verdicts.items():
+                if v.image_id in alive:
+                    session.execute(
+                        update(Image)
+                        .where(Image.id == image_id)
+                        .values(
+                            duplicate_tier=v.tier, duplicate_of=v.image_id, duplicate_score=v.score
+                        )
+                    )
+
+        self.rt.catalog.retrying(store)
+
+
+def nearest_duplicate(
+    rt: Services,
+    collection_id: str,
+    vector_name: str,
+    image_id: str,
+    vector: NDArray[np.float32],
+    phash: str | None,
+    thresholds: DedupThresholds,
+) -> DuplicateVerdict | None:
+    """The strongest-tier, then most similar, image stored before `image_id` (ids are ULIDs,
+    so "before" is "smaller id"; two copies in one batch do not point at each other).
+
+    A near-exact copy has a cosine of at least `near_exact_cosine`, so it is among the nearest
+    images by embedding: one search for them, with their pHashes, decides. Only when all of
+    them are that close (a crowd of look-alikes) does a second search go through the pHash
+    gate's index.
+    """
+    not_itself = (HasId((image_id,)),)
+
+    def near_exact_among(hits: list[Hit]) -> DuplicateVerdict | None:
+        for hit in hits:
+            other = (hit.payload or {}).get("phash")
+            if (
+                phash is not None
+                and hit.id < image_id
+                and hit.score >= thresholds.near_exact_cosine
+                and other
+                and phash_hamming(other, phash) <= thresholds.phash_gate
+            ):
+                return DuplicateVerdict("near_exact", hit.id, round(hit.score, 6))
+        return None
+
+    hits = rt.vectors.search(
+        collection_id,
+        vector_name,
+        vector,
+        limit=VERDICT_CANDIDATES,
+        query_filter=Filter(must_not=not_itself),
+        score_threshold=thresholds.similar_cosine,
+        with_payload=True,
+    )
+    verdict = near_exact_among(hits)
+    if verdict is not None:
+        return verdict
+    crowded = len(hits) == VERDICT_CANDIDATES and hits[-1].score >= thresholds.near_exact_cosine
+    if crowded and phash is not None:
+        gate = candidate_filter(phash, thresholds.phash_gate)
+        verdict = near_exact_among(
+            rt.vectors.search(
+                collection_id,
+                vector_name,
+                vector,
+                limit=VERDICT_CANDIDATES,
+                query_filter=Filter(should=gate.should, must_not=not_itself),
+                score_threshold=thresholds.near_exact_cosine,
+                with_payload=True,
+            )
+        )
+        if verdict is not None:
+            return verdict
+    for hit in hits:
+        if hit.id < image_id:
+            return DuplicateVerdict("similar", hit.id, round(hit.score, 6))
+    return None
