@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,15 @@ DIM = 64  # wide enough that vectors, not headers, decide the shard size
 
 
 def _size(path: Path) -> int:
-    """Bytes on disk (the engine preallocates sparse files: their length says little)."""
-    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+    """Bytes on disk (the engine preallocates sparse files: their length says little). A build
+    may be writing and removing files meanwhile: what is gone before it is read counts 0 (and
+    `os.walk` skips directories that vanish)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(folder, name)).st_blocks * 512
+    return total
 
 
 def test_a_collection_that_churns_stays_the_size_of_what_it_holds(tmp_path: Path) -> None:
