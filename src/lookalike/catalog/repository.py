@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, String, cast, or_, select
 from sqlalchemy.orm import Session
 
-from lookalike.catalog.models import Collection, Image, Record
-from lookalike.core.errors import CollectionNotFound, ImageNotFound, RecordNotFound
+from lookalike.catalog.models import Collection, Image, Job, Record
+from lookalike.core.errors import CollectionNotFound, ImageNotFound, NotFound, RecordNotFound
+
+_Owned = TypeVar("_Owned", Record, Image, Job)
 
 
 def get_collection(session: Session, tenant: str, id_or_name: str) -> Collection:
@@ -35,26 +38,44 @@ def list_collections(session: Session, tenant: str) -> Sequence[Collection]:
     ).all()
 
 
-def get_record(session: Session, tenant: str, record_id: str) -> Record:
+def _in_tenant(
+    session: Session, model: type[_Owned], entity_id: str, tenant: str, missing: NotFound
+) -> _Owned:
+    """The row `entity_id` of `model` (a table with `collection_id`), if its collection is
+    `tenant`'s; another tenant's row is as absent as one that does not exist."""
+    table: Any = model
     found = session.scalars(
-        select(Record)
-        .join(Collection, Record.collection_id == Collection.id)
-        .where(Record.id == record_id, Collection.tenant == tenant)
+        select(model)
+        .join(Collection, table.collection_id == Collection.id)
+        .where(table.id == entity_id, Collection.tenant == tenant)
     ).first()
     if found is None:
-        raise RecordNotFound(f"no record {record_id!r}")
+        raise missing
     return found
+
+
+def get_record(session: Session, tenant: str, record_id: str) -> Record:
+    return _in_tenant(
+        session, Record, record_id, tenant, RecordNotFound(f"no record {record_id!r}")
+    )
 
 
 def get_image(session: Session, tenant: str, image_id: str) -> Image:
-    found = session.scalars(
-        select(Image)
-        .join(Collection, Image.collection_id == Collection.id)
-        .where(Image.id == image_id, Collection.tenant == tenant)
-    ).first()
-    if found is None:
-        raise ImageNotFound(f"no image {image_id!r}")
-    return found
+    return _in_tenant(session, Image, image_id, tenant, ImageNotFound(f"no image {image_id!r}"))
+
+
+def get_job(session: Session, tenant: str, job_id: str) -> Job:
+    return _in_tenant(session, Job, job_id, tenant, NotFound(f"no job {job_id!r}"))
+
+
+def list_jobs(
+    session: Session, collection_id: str, *, status: str | None = None, limit: int = 100
+) -> Sequence[Job]:
+    """The collection's jobs, newest first."""
+    query = select(Job).where(Job.collection_id == collection_id)
+    if status:
+        query = query.where(Job.status == status)
+    return session.scalars(query.order_by(Job.created_at.desc()).limit(limit)).all()
 
 
 def find_image_by_sha256(session: Session, collection_id: str, sha256: str) -> Image | None:

@@ -14,6 +14,8 @@ from lookalike.api.deps import Caller, Runtime
 from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
 from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
 from lookalike.catalog import Collection, Job
+from lookalike.catalog.repository import get_job
+from lookalike.catalog.repository import list_jobs as list_jobs_of
 from lookalike.core.errors import InvalidInput, NotFound
 from lookalike.ingest.pipeline import (
     IngestFile,
@@ -23,8 +25,6 @@ from lookalike.ingest.pipeline import (
     raise_if_unavailable,
 )
 from lookalike.ingest.uploads import discard_upload, presign_upload, receive_upload, take_upload
-from lookalike.jobs.status import get_job
-from lookalike.jobs.status import list_jobs as collection_jobs
 from lookalike.records import service as svc
 from lookalike.serving.bodies import is_multipart
 
@@ -191,7 +191,8 @@ def _stem(filename: str | None) -> str:
 
 @router.get("/api/jobs/{job_id}")
 def read_job(job_id: str, rt: Runtime, caller: Caller) -> JobOut:
-    return JobOut.of(get_job(rt.catalog, caller.tenant, job_id))
+    with rt.catalog.session() as session:
+        return JobOut.of(get_job(session, caller.tenant, job_id))
 
 
 @router.get("/api/collections/{collection_id}/jobs")
@@ -205,5 +206,6 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JobOut]:
     collection = svc.find_collection(rt, caller.tenant, collection_id)
-    jobs = collection_jobs(rt.catalog, collection.id, status=status_, limit=limit)
-    return [JobOut.of(j) for j in jobs]
+    with rt.catalog.session() as session:
+        jobs = list_jobs_of(session, collection.id, status=status_, limit=limit)
+        return [JobOut.of(j) for j in jobs]
