@@ -298,7 +298,13 @@ def create_record_with_images(
     wait: bool = False,
 ) -> tuple[Record, list[IngestResult]]:
     """A record made together with its first added image, in one transaction: when no image can
-    be added (all refused or already stored), no record is made and the error says why."""
+    be added (all refused or already stored), no record is made and the error says why. With no
+    files at all, an empty record (images are added later)."""
+    if not files:
+        empty = create_record(
+            rt, collection, name=name, owner=owner, description=description, tags=tags, extra=extra
+        )
+        return find_record(rt, collection.tenant, empty.id), []
     target = NewRecord(
         name=name,
         owner=owner,

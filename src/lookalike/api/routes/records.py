@@ -70,27 +70,13 @@ async def create_record(
     else:
         body = await json_body(request, RecordCreate)
         uploads = []
-    owner = body.owner or caller.user
-    if not uploads:
-        record = await run_in_threadpool(
-            lambda: svc.create_record(
-                rt,
-                collection,
-                name=body.name,
-                owner=owner,
-                description=body.description,
-                tags=body.tags,
-                extra=body.metadata,
-            )
-        )
-        return RecordCreated(record=RecordOut.of(record, []), results=[])
     record, results = await run_in_threadpool(
         lambda: svc.create_record_with_images(
             rt,
             collection,
             uploads,
             name=body.name,
-            owner=owner,
+            owner=body.owner or caller.user,
             description=body.description,
             tags=body.tags,
             extra=body.metadata,
