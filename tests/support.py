@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from lookalike.auth.tokens import create_token
@@ -63,3 +67,49 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 def bearer(settings: Settings, user: str = "alice", tenant: str = "acme") -> dict[str, str]:
     """The Authorization header of a fresh token for `user` in `tenant`."""
     return {"Authorization": f"Bearer {create_token(settings, user=user, tenant=tenant)}"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a server the tests started, and kill it if it does not go in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# Property-based tests: no example database (CI stays reproducible enough), no deadlines
+# (decoding and HTTP round trips vary on a shared machine).
+FUZZ = settings(
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# A 4xx explains what is wrong in a sentence or a list of them, not a dump of the input's tree.
+MAX_MESSAGE_CHARS = 64 * 1024
+
+
+def check_answer(status: int, content: bytes) -> None:
+    """Never a 5xx; a 4xx is `{"error": {"code", "message"}}` with a message of sane size."""
+    text = content[:2000].decode(errors="replace")
+    assert status < 500, f"{status}: {text}"
+    if status < 400:
+        return
+    payload = json.loads(content)
+    assert isinstance(payload, dict) and set(payload) == {"error"}, f"{status}: {text}"
+    error = payload["error"]
+    assert isinstance(error, dict), f"{status}: {text}"
+    assert isinstance(error.get("code"), str) and error["code"], f"{status}: {text}"
+    assert isinstance(error.get("message"), str) and error["message"], f"{status}: {text}"
+    assert len(error["message"]) <= MAX_MESSAGE_CHARS, (
+        f"{status} {error['code']}: a {len(error['message']):,}-character message: "
+        f"{error['message'][:300]}..."
+    )

@@ -56,14 +56,7 @@ from lookalike.catalog.record_fields import (
     TAGS_MAX,
 )
 from lookalike.composition import Lookalike
-from support import make_settings
-
-FUZZ = settings(
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-MAX_MESSAGE_CHARS = 64 * 1024
+from support import FUZZ, check_answer, make_settings
 
 
 def _png(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
@@ -73,23 +66,6 @@ def _png(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
 
 
 # --- the checks after every request -------------------------------------------------------------
-
-
-def check_answer(status: int, content: bytes) -> None:
-    """Never a 5xx; a 4xx is `{"error": {"code", "message"}}`."""
-    text = content[:2000].decode(errors="replace")
-    assert status < 500, f"{status}: {text}"
-    if status < 400:
-        return
-    payload = json.loads(content)
-    assert isinstance(payload, dict) and set(payload) == {"error"}, f"{status}: {text}"
-    error = payload["error"]
-    assert isinstance(error, dict), f"{status}: {text}"
-    assert isinstance(error.get("code"), str) and error["code"], f"{status}: {text}"
-    assert isinstance(error.get("message"), str) and error["message"], f"{status}: {text}"
-    assert len(error["message"]) <= MAX_MESSAGE_CHARS, (
-        f"{status} {error['code']}: a {len(error['message']):,}-character message"
-    )
 
 
 def success_payload(status: int, headers: Any, content: bytes) -> Any:

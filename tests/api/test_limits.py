@@ -23,7 +23,7 @@ from lookalike.api.ratelimit import MemoryTokenBuckets
 from lookalike.auth.tokens import create_token
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
-from support import make_settings, wait_until
+from support import free_port, make_settings, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -268,15 +268,9 @@ def test_streamed_body_is_refused_once_over_the_limit(client_for: ClientFor) -> 
     assert asked <= 5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _serving(app: Any) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -12,7 +12,6 @@ Without the browser or a built web app (`make web`) the tests skip, unless WEB_E
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 
 from lookalike.auth.tokens import create_token
 from lookalike.core.config import Settings
-from support import make_settings, wait_until
+from support import free_port, make_settings, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("WEB_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -54,12 +53,6 @@ def web_dist() -> Path:
     return dist
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
@@ -83,7 +76,7 @@ def server(
     out_dir: Path,
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("e2e-data")
-    port = _free_port()
+    port = free_port()
     settings = make_settings(
         data_dir, models_dir, model=tiny_clip, auth="on", secret_key=SECRET, web_dir=web_dist
     )
@@ -126,12 +119,7 @@ def server(
                 pytest.fail(f"the server exited ({proc.returncode}); see {log_path}")
             yield Server(url, settings)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import threading
 from pathlib import Path
 
@@ -19,16 +18,14 @@ from lookalike.embedding import (
     pull_model,
     resolve_default_embedder,
 )
+from support import free_port
 
 from .conftest import settings_for
 
 
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: the download fails at once, offline."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

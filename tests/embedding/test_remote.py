@@ -4,7 +4,6 @@ service that is down."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from lookalike.embed_server.app import create_embed_app
 from lookalike.embedding import load_embedder, resolve_default_embedder
 from lookalike.embedding.remote import RemoteEmbedder
 from lookalike.imaging import decode_image
-from support import make_settings, wait_until
+from support import free_port, make_settings, wait_until
 
 KEY = "remote-test-key-9876543210"
 
@@ -70,12 +69,6 @@ def decoded(photos: dict[str, bytes], *names: str, size: int) -> list[Image.Imag
         decode_image(photos[n], max_bytes=10**8, max_pixels=10**9, reduce_for=size).image
         for n in names
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_remote_model_is_the_local_model(

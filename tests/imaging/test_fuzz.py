@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, PngImagePlugin
 
@@ -37,13 +37,7 @@ from lookalike.imaging import DecodedImage, decode_image, make_thumbnail, phash_
 from lookalike.imaging.decode import supported_mime_types
 from lookalike.quality.nsfw import INPUT_SIZE, detector_input
 from lookalike.quality.scores import WORKING_SIZE, quality_score
-from support import make_settings
-
-FUZZ = settings(
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from support import FUZZ, make_settings
 
 # The service's own defaults (config.py): what an upload meets in production.
 MAX_BYTES = 10 * 1024 * 1024

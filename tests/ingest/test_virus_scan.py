@@ -29,7 +29,7 @@ from lookalike.core.errors import Misconfigured, VirusScannerUnavailable
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.ingest.virus import ClamdScanner, quarantine_dir
 from lookalike.records.service import create_collection
-from support import make_settings, wait_until
+from support import free_port, make_settings, stop_process, wait_until
 
 SKIP_ENV = "SKIP_CLAMAV_TESTS"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -64,7 +64,7 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
     (root / "db").mkdir()
     (root / "tmp").mkdir()
     (root / "db" / "lookalike-test.ndb").write_text(f"{SIGNATURE_NAME}:0:*:{EICAR.hex()}\n")
-    port = _free_port()
+    port = free_port()
     conf = root / "clamd.conf"
     conf.write_text(
         f"LocalSocket {root / 'clamd.ctl'}\n"
@@ -94,12 +94,7 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
             )
         yield Clamd(unix_url=unix_url, tcp_url=f"tcp://127.0.0.1:{port}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 @pytest.fixture
@@ -123,13 +118,6 @@ def _answers(scanner: ClamdScanner) -> bool:
     except VirusScannerUnavailable:
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _stored(rt: Lookalike, collection_id: str) -> tuple[int, int, int, int, int]:
@@ -167,7 +155,7 @@ def test_a_stream_over_clamds_limit_is_refused_with_the_reason(clamd: Clamd) -> 
 
 
 def test_an_unreachable_clamd_is_reported_not_ignored(tmp_path: Path) -> None:
-    for url in (f"unix://{tmp_path / 'missing.ctl'}", f"tcp://127.0.0.1:{_free_port()}"):
+    for url in (f"unix://{tmp_path / 'missing.ctl'}", f"tcp://127.0.0.1:{free_port()}"):
         with pytest.raises(VirusScannerUnavailable, match="cannot scan uploads") as caught:
             ClamdScanner(url, connect_timeout_s=1).scan(b"bytes")
         assert caught.value.status == 503
