@@ -66,7 +66,7 @@ def _one_round(
         collection = create_collection(
             rt, "bench", "bench", options=VectorOptions(use_crops=args.crops)
         )
-        embedder = rt.embedder_for(collection)
+        embedder = rt.models.for_collection(collection)
         # Warm up the session so neither run pays for the first-call allocations.
         embedder.embed_images([Image.new("RGB", size)] * args.batch)
 

@@ -6,17 +6,14 @@ The API server, the CLI and the tests all open one of these on a data directory.
 from __future__ import annotations
 
 import logging
-import threading
 from types import TracebackType
 
 from lookalike.anomalies.queue import AnomalyScorer
-from lookalike.catalog import Catalog, Collection
+from lookalike.catalog import Catalog
 from lookalike.core.config import Settings
-from lookalike.core.errors import ModelUnavailable
 from lookalike.dedup.sweep import SWEEP_JOB, sweep_job
 from lookalike.dedup.verdicts import IngestVerdicts
-from lookalike.embedding import Embedder, load_embedder, resolve_default_embedder
-from lookalike.embedding.batching import QueryBatcher
+from lookalike.embedding import Models
 from lookalike.ingest.pipeline import IngestPipeline
 from lookalike.jobs.runner import JobRunner
 from lookalike.records.service import CollectionCache
@@ -41,12 +38,10 @@ class Lookalike:
             self.catalog = Catalog(self.settings.catalog_url)
             self.catalog.migrate()
             self.blobs: BlobStore = LocalBlobStore(self.settings.blobs_dir)
-            self._default_embedder: Embedder | None = None
-            self._embedder_lock = threading.Lock()
-            self._batchers: dict[str, QueryBatcher] = {}
+            self.models = Models(self.settings)
             self.collection_cache = CollectionCache()
             self.ingest = IngestPipeline(
-                self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
+                self.settings, self.catalog, self.blobs, self.vectors, self.models.for_collection
             )
             # Background work besides embedding; each feature registers its kinds of jobs and
             # its after-ingest steps here.
@@ -63,48 +58,12 @@ class Lookalike:
             self.ingest.start()
             self.jobs.start()
 
-    # --- models -------------------------------------------------------------
-
-    def default_embedder(self) -> Embedder:
-        """The model new collections get: the configured one, or the offline fallback."""
-        with self._embedder_lock:
-            if self._default_embedder is None:
-                self._default_embedder = resolve_default_embedder(self.settings)
-            return self._default_embedder
-
-    @property
-    def loaded_default_embedder(self) -> Embedder | None:
-        """The default model if it is loaded already; never loads it (for health and metrics)."""
-        return self._default_embedder
-
-    def embedder_for(self, collection: Collection) -> Embedder:
-        """The model a collection was built with; never a different one under the same name."""
-        embedder = load_embedder(self.settings, collection.model)
-        if embedder.model_id != collection.model_id:
-            raise ModelUnavailable(
-                f"collection {collection.name!r} was embedded with {collection.model_id} but "
-                f"{embedder.model_id} is installed; restore that model or re-embed the collection"
-            )
-        return embedder
-
-    def query_batcher(self, collection: Collection) -> QueryBatcher:
-        """Embeds search queries for `collection`, batching concurrent ones into one call."""
-        embedder = self.embedder_for(collection)
-        with self._embedder_lock:
-            batcher = self._batchers.get(embedder.model_id)
-            if batcher is None or batcher.embedder is not embedder:
-                batcher = self._batchers[embedder.model_id] = QueryBatcher(
-                    embedder, max_batch=self.settings.embed_batch_size
-                )
-            return batcher
-
     # --- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
-        for batcher in self._batchers.values():
-            batcher.close()
         self.jobs.stop()
         self.ingest.stop()
+        self.models.close()
         self.vectors.close()
         self.catalog.close()
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from lookalike.core.config import Settings
-from lookalike.embedding import ModelDir, clear_cache, ensure_offline_model
+from lookalike.embedding import ModelDir, ensure_offline_model
 from lookalike.embedding.testing import build_tiny_clip, write_hub_layout
 
 HUB_REPO = "test-org/tiny-clip"
@@ -36,14 +36,6 @@ def settings_for(models_dir: Path, data_dir: Path, **overrides: object) -> Setti
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry() -> Iterator[None]:
-    """Each test sees its own embedders (the registry caches them per process)."""
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture(scope="session")

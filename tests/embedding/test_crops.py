@@ -202,7 +202,7 @@ def test_resumed_images_get_their_crops(
     first = Lookalike(settings, start=False)
     coll = create_collection(first, "default", "resume", options=VectorOptions(use_crops=True))
     result, item = first.ingest._prepare(
-        coll, first.embedder_for(coll), NewRecord(name="cat", owner="a"),
+        coll, first.models.for_collection(coll), NewRecord(name="cat", owner="a"),
         IngestFile(photos["chelsea"]),
     )  # fmt: skip
     assert result.status == "added" and item is not None and item.crops is not None

@@ -19,12 +19,12 @@ from lookalike.embedding import (
     KNOWN_MODELS,
     ClipEmbedder,
     ModelDir,
+    Models,
     ModelSpec,
     hub_clip_files,
     list_models,
     load_embedder,
     pull_model,
-    resolve_default_embedder,
 )
 
 from .conftest import HUB_REPO, HubServer, settings_for
@@ -127,7 +127,7 @@ def test_default_model_downloads_on_first_use(
 ) -> None:
     register(monkeypatch, hub)
     settings = hub_settings(tmp_path, hub, model=NAME)
-    embedder = resolve_default_embedder(settings)
+    embedder = Models(settings).default()
     assert embedder.name == NAME
     assert embedder.supports_text
 

@@ -13,10 +13,10 @@ from lookalike.core.errors import ModelUnavailable, TextSearchUnavailable, Unkno
 from lookalike.embedding import (
     ClipEmbedder,
     ImageEmbedder,
+    Models,
     list_models,
     load_embedder,
     pull_model,
-    resolve_default_embedder,
 )
 from support import free_port
 
@@ -48,10 +48,11 @@ def test_unavailable_clip_falls_back_to_offline_with_one_warning(
         model_base_url=closed_port_url(),
     )
     caplog.set_level(logging.WARNING, logger="lookalike")
-    embedder = resolve_default_embedder(settings)
+    models = Models(settings)
+    embedder = models.default()
     assert embedder.name == "efficientnet-lite0"
     assert not embedder.supports_text
-    assert resolve_default_embedder(settings) is embedder
+    assert models.default() is embedder
     warnings = fallback_warnings(caplog)
     assert len(warnings) == 1, warnings
     message = warnings[0]
@@ -76,7 +77,7 @@ def test_configured_model_in_cache_is_used_without_warning(
     shutil.copytree(tiny_clip_dir, cache / "tiny-clip")
     settings = settings_for(cache, tmp_path, model="tiny-clip")
     caplog.set_level(logging.WARNING, logger="lookalike")
-    embedder = resolve_default_embedder(settings)
+    embedder = Models(settings).default()
     assert isinstance(embedder, ClipEmbedder)
     assert embedder.embed_texts(["a cat"]).shape == (1, 64)
     assert not fallback_warnings(caplog)
@@ -84,19 +85,20 @@ def test_configured_model_in_cache_is_used_without_warning(
 
 def test_offline_model_as_the_configured_model(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "models", tmp_path, model="efficientnet-lite0")
-    embedder = resolve_default_embedder(settings)
+    embedder = Models(settings).default()
     assert isinstance(embedder, ImageEmbedder)
     assert (tmp_path / "models" / "efficientnet-lite0" / "manifest.json").is_file()
 
 
-def test_load_embedder_is_cached_and_thread_safe(tmp_path: Path) -> None:
+def test_models_load_each_model_once_and_thread_safe(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "models", tmp_path)
+    models = Models(settings)
     found: list[object] = []
     barrier = threading.Barrier(6)
 
     def work() -> None:
         barrier.wait()
-        found.append(load_embedder(settings, "efficientnet-lite0"))
+        found.append(models.get("efficientnet-lite0"))
 
     threads = [threading.Thread(target=work) for _ in range(6)]
     for t in threads:
@@ -105,7 +107,10 @@ def test_load_embedder_is_cached_and_thread_safe(tmp_path: Path) -> None:
         t.join()
     assert len(found) == 6
     assert all(e is found[0] for e in found)
-    assert load_embedder(settings) is found[0]
+    assert models.get() is found[0]
+    assert models.default() is found[0]
+    # Another process's (or test's) models are its own.
+    assert Models(settings).get() is not found[0]
 
 
 def test_unknown_model(tmp_path: Path) -> None:
@@ -119,11 +124,12 @@ def test_unknown_model(tmp_path: Path) -> None:
 def test_failure_is_not_cached(tmp_path: Path, tiny_clip_dir: Path) -> None:
     cache = tmp_path / "models"
     settings = settings_for(cache, tmp_path)
+    models = Models(settings)
     with pytest.raises(UnknownModel):
-        load_embedder(settings, "tiny-clip")
+        models.get("tiny-clip")
     # Placed by hand afterwards: the next call finds it.
     shutil.copytree(tiny_clip_dir, cache / "tiny-clip")
-    assert load_embedder(settings, "tiny-clip").name == "tiny-clip"
+    assert models.get("tiny-clip").name == "tiny-clip"
 
 
 def test_broken_cached_model_is_reported_not_replaced(tmp_path: Path, tiny_clip_dir: Path) -> None:

@@ -17,7 +17,7 @@ from embedding.live import FlakyProxy, LiveServer
 from lookalike.core.config import Settings
 from lookalike.core.errors import EmbedServiceUnavailable, ModelUnavailable, TextSearchUnavailable
 from lookalike.embed_server.app import create_embed_app
-from lookalike.embedding import load_embedder, resolve_default_embedder
+from lookalike.embedding import Models, load_embedder
 from lookalike.embedding.remote import RemoteEmbedder
 from lookalike.imaging import decode_image
 from support import free_port, make_settings, wait_until
@@ -75,11 +75,12 @@ def test_remote_model_is_the_local_model(
     service: LiveServer, local_settings: Settings, photos: dict[str, bytes]
 ) -> None:
     settings = remote_settings(local_settings, service.url)
-    remote = resolve_default_embedder(settings)
-    local = resolve_default_embedder(local_settings)
+    models = Models(settings)
+    remote = models.default()
+    local = Models(local_settings).default()
     assert isinstance(remote, RemoteEmbedder)
     assert not isinstance(local, RemoteEmbedder)
-    assert load_embedder(settings) is remote  # cached: one client per model per process
+    assert models.get() is remote  # kept: one client per model per process
     for attribute in ("name", "model_id", "vector_name", "dim", "supports_text", "input_size"):
         assert getattr(remote, attribute) == getattr(local, attribute), attribute
 
@@ -120,7 +121,7 @@ def test_a_missing_or_wrong_key_fails_at_once_naming_the_setting(
     settings = remote_settings(local_settings, proxy.url, embed_api_key=key)
     started = time.monotonic()
     with pytest.raises(EmbedServiceUnavailable) as caught:
-        resolve_default_embedder(settings)
+        Models(settings).default()
     assert time.monotonic() - started < 3
     assert says in caught.value.message
     assert "LOOKALIKE_EMBED_API_KEY" in caught.value.message
@@ -138,7 +139,7 @@ def test_service_down_is_model_unavailable_quickly(local_settings: Settings) -> 
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(EmbedServiceUnavailable) as caught:
-        resolve_default_embedder(remote_settings(local_settings, url))
+        Models(remote_settings(local_settings, url)).default()
     assert time.monotonic() - started < 3
     assert isinstance(caught.value, ModelUnavailable)
     assert caught.value.status == 503
@@ -248,7 +249,7 @@ def test_a_runtime_ingests_and_searches_through_the_service(
     )
     with Lookalike(settings) as rt:
         collection = get_or_create_collection(rt, DEFAULT_TENANT, "remote")
-        assert collection.model_id == resolve_default_embedder(local_settings).model_id
+        assert collection.model_id == Models(local_settings).default().model_id
         items = [
             (NewRecord(name=name, owner="t"), IngestFile(photos[name], name))
             for name in ("rocket", "coins")

@@ -261,7 +261,7 @@ def check_integrity(rt: Lookalike, truth: Truth, *, spot_checks: int = 12) -> li
             problems.append(f"image {image_id}: the vector payload names another record or file")
 
     # A sample of stored vectors: each is the embedding of its own original.
-    embedder = rt.embedder_for(collection)
+    embedder = rt.models.for_collection(collection)
     sample = sorted(rows, key=lambda row: row[1])[:: max(1, len(rows) // spot_checks)]
     ids = [row[0] for row in sample]
     stored_vectors = np.stack(

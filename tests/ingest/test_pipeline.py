@@ -140,7 +140,7 @@ def test_a_restart_resumes_pending_work(settings: Settings, photos: dict[str, by
     # First process: rows, jobs and blobs are written, then it stops before embedding.
     first = Lookalike(settings, start=False)
     coll = create_collection(first, "default", "resume")
-    embedder = first.embedder_for(coll)
+    embedder = first.models.for_collection(coll)
     for name in ("chelsea", "coffee"):
         result, item = first.ingest._prepare(
             coll,

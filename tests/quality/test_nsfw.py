@@ -218,7 +218,7 @@ def test_resumed_images_are_scored(
     # First process: moderation off, stops after the prepare stage (rows pending, no score).
     first = Lookalike(make_settings(tmp_path / "data", models_dir, nsfw=False), start=False)
     coll = create_collection(first, "default", "resume")
-    embedder = first.embedder_for(coll)
+    embedder = first.models.for_collection(coll)
     for name in ("coffee", "rocket"):
         result, item = first.ingest._prepare(
             coll, embedder, NewRecord(name=name, owner="a"), IngestFile(photos[name])

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import select
 
-from lookalike.catalog import Catalog, Collection, Record
+from lookalike.catalog import Catalog, Record
 from lookalike.core.config import Settings
-from lookalike.embedding import Embedder, load_embedder
+from lookalike.embedding import Models
 from lookalike.ingest.pipeline import IngestPipeline
 from lookalike.records.service import (
     CollectionCache,
@@ -36,19 +36,15 @@ class Stores:
     blobs: BlobStore
     vectors: VectorIndex
     ingest: IngestPipeline = field(init=False)
+    models: Models = field(init=False)
     collection_cache: CollectionCache = field(default_factory=CollectionCache)
 
     def __post_init__(self) -> None:
+        self.models = Models(self.settings)
         # Built, never started: these tests add no images.
         self.ingest = IngestPipeline(
-            self.settings, self.catalog, self.blobs, self.vectors, self.embedder_for
+            self.settings, self.catalog, self.blobs, self.vectors, self.models.for_collection
         )
-
-    def default_embedder(self) -> Embedder:
-        return load_embedder(self.settings)
-
-    def embedder_for(self, collection: Collection) -> Embedder:
-        return load_embedder(self.settings, collection.model)
 
 
 @pytest.fixture

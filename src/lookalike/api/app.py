@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
         # Resolve the model now so a missing CLIP model is reported once at start-up (and the
         # first request does not pay for loading it).
         try:
-            await run_in_threadpool(rt.default_embedder)
+            await run_in_threadpool(rt.models.default)
         except LookalikeError as exc:
             log.error("no embedding model could be loaded: %s", exc.message)
         try:

@@ -102,7 +102,7 @@ class _RuntimeCollector(Collector):
             "weights in use (another model's when it fell back to the offline one).",
             labels=("model", "model_id"),
         )
-        embedder = rt.loaded_default_embedder
+        embedder = rt.models.loaded_default
         model.add_metric(
             [rt.settings.model, embedder.model_id if embedder else ""], 1 if embedder else 0
         )

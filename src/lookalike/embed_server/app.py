@@ -13,7 +13,7 @@ replicas can share a few (GPU) model servers. Other tools call it directly:
   other tools already call: `GET /health`, `POST /extract-features`, `POST /extract-features-batch`.
 
 Every request may name a `model` (a form field, a JSON field, or the `X-Lookalike-Model` header);
-the default is the model the service resolved at start-up (`resolve_default_embedder`). Every
+the default is the model the service resolved at start-up (`Models.default`). Every
 answer names the model that made the vectors: `model_name`, `model_version` (its model id, which
 is what a collection records) and `dim`.
 
@@ -76,8 +76,8 @@ from lookalike.core.errors import (
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.image_model import ImageEmbedder
 from lookalike.embedding.model_dir import PreprocessConfig
+from lookalike.embedding.models import Models
 from lookalike.embedding.preprocess import ImagePreprocessor
-from lookalike.embedding.registry import load_embedder, resolve_default_embedder
 from lookalike.embedding.wire import (
     HEADER_DIM,
     HEADER_DTYPE,
@@ -402,9 +402,9 @@ class EmbedService:
         # process names an embedding service (it would otherwise call itself).
         self.settings = settings.model_copy(update={"embed_url": None})
         self.metrics = metrics
+        self.models = Models(self.settings)
         self._lock = threading.Lock()
-        self._default: Embedder | None = None
-        self._models: dict[str, Embedder] = {}
+        self._ready_models: set[str] = set()
         self._preprocessors: dict[str, ImagePreprocessor] = {}
         self.ready = False
         self.load_error: str | None = None
@@ -421,51 +421,42 @@ class EmbedService:
 
     def close(self) -> None:
         self._http.close()
+        self.models.close()
 
     # --- models
 
     def default(self) -> Embedder:
-        embedder = self._default
-        if embedder is not None:
-            return embedder
-        with self._lock:
-            if self._default is None:
-                self._default = self._load(None)
-            return self._default
+        """The model the service resolved at start-up (`Models.default`), loaded."""
+        return self._ready(self.settings.model, self.models.default)
 
     def model(self, name: str | None) -> Embedder:
         """`name`, or the default model; loaded once, then kept."""
         default = self.default()
         if not name or name == default.name:
             return default
-        embedder = self._models.get(name)
-        if embedder is None:
-            with self._lock:
-                embedder = self._models.get(name)
-                if embedder is None:
-                    embedder = self._load(name)
-                    self._models[name] = embedder
-        return embedder
+        return self._ready(name, lambda: self.models.get(name))
 
-    def _load(self, name: str | None) -> Embedder:
-        started = time.perf_counter()
-        label = name or self.settings.model
-        try:
-            embedder = (
-                resolve_default_embedder(self.settings)
-                if name is None
-                else load_embedder(self.settings, name)
-            )
-            if not isinstance(embedder, ImageEmbedder):
-                raise ModelUnavailable(f"{embedder!r} cannot be served: it does not run here")
-            embedder.load()
-        except LookalikeError:
-            self.metrics.model_loaded.labels(label).set(0)
-            raise
-        self.metrics.model_loaded.labels(embedder.name).set(1)
-        self.metrics.model_load_seconds.labels(embedder.name).set(time.perf_counter() - started)
-        log.info("model %s loaded in %.1f s", embedder.model_id, time.perf_counter() - started)
-        return embedder
+    def _ready(self, label: str, get: Callable[[], Embedder]) -> Embedder:
+        """`get()`'s model with its sessions loaded, its load time and state in the metrics."""
+        if label in self._ready_models:
+            return get()
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                embedder = get()
+                if not isinstance(embedder, ImageEmbedder):
+                    raise ModelUnavailable(f"{embedder!r} cannot be served: it does not run here")
+                embedder.load()
+            except LookalikeError:
+                self.metrics.model_loaded.labels(label).set(0)
+                raise
+            if label not in self._ready_models:
+                seconds = time.perf_counter() - started
+                self.metrics.model_loaded.labels(embedder.name).set(1)
+                self.metrics.model_load_seconds.labels(embedder.name).set(seconds)
+                log.info("model %s loaded in %.1f s", embedder.model_id, seconds)
+                self._ready_models.add(label)
+            return embedder
 
     def warm_up(self) -> None:
         """Load the default model (at start-up, in the background, so /healthz answers now)."""

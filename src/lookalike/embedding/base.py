@@ -55,3 +55,8 @@ class Embedder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         """Texts to (N, dim) unit vectors. Raises `TextSearchUnavailable` for image-only models."""
+
+    def close(self) -> None:
+        """Release what the model holds outside this process (a connection pool); the default
+        holds nothing of the kind: its sessions go with the object."""
+        return None

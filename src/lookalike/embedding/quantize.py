@@ -14,8 +14,9 @@ from pathlib import Path
 
 from lookalike.core.config import Settings
 from lookalike.core.errors import Conflict, ModelUnavailable
+from lookalike.embedding.known import model_path
+from lookalike.embedding.model_cache import ensure_model_dir
 from lookalike.embedding.model_dir import ModelDir, write_manifest
-from lookalike.embedding.registry import ensure_model_dir, model_path
 
 
 def quantize_model(settings: Settings, name: str, *, out_name: str | None = None) -> Path:

@@ -54,8 +54,6 @@ _PERMANENT_CODES = frozenset({"model_unavailable", "model_mismatch"})
 
 _guard = threading.Lock()
 _slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_embedders: dict[tuple[Any, ...], RemoteEmbedder] = {}
-_defaults: dict[tuple[Any, ...], RemoteEmbedder] = {}
 
 
 def _in_flight_slots(url: str, limit: int) -> threading.BoundedSemaphore:
@@ -329,67 +327,3 @@ def _error_of(response: httpx.Response) -> LookalikeError:
     error.code = code
     error.status = response.status_code if response.status_code >= 400 else 502
     return error
-
-
-# --- the registry's remote branch -----------------------------------------------------------
-
-
-def _key(settings: Settings, name: str) -> tuple[Any, ...]:
-    return (
-        settings.embed_url,
-        settings.embed_api_key,
-        name,
-        settings.embed_timeout_s,
-        settings.embed_connect_timeout_s,
-        settings.embed_retries,
-        settings.embed_retry_backoff_s,
-        settings.embed_max_in_flight,
-    )
-
-
-def remote_embedder(settings: Settings, name: str) -> RemoteEmbedder:
-    """The service's model `name`, one `RemoteEmbedder` per process (failures are not kept)."""
-    key = _key(settings, name)
-    embedder = _embedders.get(key)
-    if embedder is None:
-        made = RemoteEmbedder(settings, name)
-        with _guard:
-            embedder = _embedders.setdefault(key, made)
-        if embedder is not made:
-            made.close()
-    return embedder
-
-
-def resolve_remote_default(settings: Settings) -> RemoteEmbedder:
-    """`settings.model` from the service, or its offline model with one loud warning: the same
-    choice, and so the same model id, as `resolve_default_embedder` makes in-process."""
-    key = (*_key(settings, settings.model), settings.offline_model)
-    cached = _defaults.get(key)
-    if cached is not None:
-        return cached
-    try:
-        embedder = remote_embedder(settings, settings.model)
-    except EmbedServiceUnavailable:
-        raise
-    except ModelUnavailable as exc:
-        if settings.model == settings.offline_model:
-            raise
-        embedder = remote_embedder(settings, settings.offline_model)
-        log.warning(
-            "model %s is unavailable at the embedding service %s: %s; falling back to %s%s",
-            settings.model,
-            embedder.url,
-            exc.message,
-            embedder.name,
-            "" if embedder.supports_text else " (image-only; text search disabled)",
-        )
-    with _guard:
-        return _defaults.setdefault(key, embedder)
-
-
-def clear_remote_cache() -> None:
-    with _guard:
-        for embedder in _embedders.values():
-            embedder.close()
-        _embedders.clear()
-        _defaults.clear()

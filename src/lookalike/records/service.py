@@ -31,7 +31,7 @@ from lookalike.core.errors import (
     NotFound,
 )
 from lookalike.dedup.tiers import model_thresholds
-from lookalike.embedding import Embedder, load_embedder
+from lookalike.embedding import Models
 from lookalike.embedding.crops import crops_vector_name
 from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail
 from lookalike.ingest.payload import PAYLOAD_INDEXES
@@ -59,10 +59,7 @@ class Services(Protocol):
     vectors: VectorIndex
     ingest: IngestPipeline
     collection_cache: CollectionCache
-
-    def default_embedder(self) -> Embedder: ...
-
-    def embedder_for(self, collection: Collection) -> Embedder: ...
+    models: Models
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,127}$")
@@ -97,7 +94,7 @@ def create_collection(
     """A new collection embedded with `model` (default: the configured model, or the offline
     fallback when it cannot be had)."""
     _check_name(name)
-    embedder = load_embedder(rt.settings, model) if model else rt.default_embedder()
+    embedder = rt.models.get(model) if model else rt.models.default()
     opts = options or VectorOptions()
     index = IndexSettings(
         hnsw_m=opts.hnsw_m or rt.settings.hnsw_m,
@@ -443,7 +440,7 @@ def _delete_unused_blobs(rt: Services, keys: set[str]) -> None:
 def supports_text(rt: Services, collection: Collection) -> bool:
     """Whether the collection's model can embed text (False when the model is not installed)."""
     try:
-        return rt.embedder_for(collection).supports_text
+        return rt.models.for_collection(collection).supports_text
     except LookalikeError:
         return False
 

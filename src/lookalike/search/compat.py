@@ -12,7 +12,8 @@ from lookalike.auth.tokens import Principal, issue_search_token
 from lookalike.catalog import Collection, Image, new_id
 from lookalike.catalog.repository import get_collection
 from lookalike.core.errors import CollectionNotFound
-from lookalike.search.service import SearchServices, search_similar
+from lookalike.records.service import Services
+from lookalike.search.service import search_similar
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class RateableSearch:
     token: str
 
 
-def default_collection(rt: SearchServices, tenant: str, ref: str | None = None) -> Collection:
+def default_collection(rt: Services, tenant: str, ref: str | None = None) -> Collection:
     """The collection named by `ref`, else by the `default_collection` setting, else the
     tenant's first (oldest) collection."""
     with rt.catalog.session() as session:
@@ -51,7 +52,7 @@ def default_collection(rt: SearchServices, tenant: str, ref: str | None = None) 
 
 
 def search_text_rateable(
-    rt: SearchServices,
+    rt: Services,
     caller: Principal,
     text: str,
     *,

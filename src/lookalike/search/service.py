@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,7 +12,6 @@ from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
 from lookalike.core.errors import CollectionNotFound, InvalidInput
 from lookalike.core.timing import timed
-from lookalike.embedding.batching import QueryBatcher
 from lookalike.embedding.crops import crops_vector_name, uses_crops
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.imaging.phash_index import MAX_GATE, candidate_filter, within
@@ -21,12 +20,6 @@ from lookalike.search.filters import SearchFilters
 from lookalike.vectors.base import Filter, HasId, Hit
 
 MAX_LIMIT = 1000
-
-
-class SearchServices(Services, Protocol):
-    """What a search needs besides the stores: query embeddings batched across requests."""
-
-    def query_batcher(self, collection: Collection) -> QueryBatcher: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,7 @@ class SearchHit:
 
 
 def search_similar(
-    rt: SearchServices,
+    rt: Services,
     tenant: str,
     collection_ref: str | Collection,
     *,
@@ -100,9 +93,9 @@ def search_similar(
         if not text.strip():
             raise InvalidInput("text_query is empty")
         with timed("search", "embed"):
-            query = rt.query_batcher(collection).embed_text(text)
+            query = rt.models.query_batcher(collection).embed_text(text)
     elif image_bytes is not None:
-        batcher = rt.query_batcher(collection)
+        batcher = rt.models.query_batcher(collection)
         with timed("search", "decode"):
             decoded = decode_image(
                 image_bytes,
@@ -185,7 +178,7 @@ def search_similar(
 
 
 def _ranked_hits(
-    rt: SearchServices,
+    rt: Services,
     collection: Collection,
     query: NDArray[np.float32],
     crops_vector: str | None,
@@ -224,7 +217,7 @@ def _ranked_hits(
 
 
 def _explain_missing_vector(
-    rt: SearchServices, tenant: str, collection: Collection, image_id: str
+    rt: Services, tenant: str, collection: Collection, image_id: str
 ) -> None:
     """Raise the error that says why `image_id` has no vector in `collection`."""
     with rt.catalog.session() as session:

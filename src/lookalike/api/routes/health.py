@@ -31,7 +31,7 @@ def readyz(rt: Runtime) -> JSONResponse:
     except Exception as exc:
         checks["vectors"] = f"error: {exc}"
     try:
-        checks["model"] = rt.default_embedder().model_id
+        checks["model"] = rt.models.default().model_id
     except Exception as exc:
         checks["model"] = f"error: {exc}"
     ready = all(not v.startswith("error") for v in checks.values())

