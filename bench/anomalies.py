@@ -2,7 +2,7 @@
 
 Builds a collection of N clustered unit vectors (catalog rows and Qdrant Edge points, no model)
 in a temporary data directory, then feeds batches of new points to
-`AnomalyScorer.after_write` exactly as the ingest writer thread does, and reports:
+`AnomalyScorer.score_new` exactly as the `anomaly` enrichment stage does, and reports:
 
 - the first batch: it also reads the collection's vectors once for the ``ood`` statistics,
   or beyond 20k points queues a recompute for that (run here before the next batch);
@@ -31,7 +31,6 @@ from lookalike.catalog import Collection, Image, Record, new_id
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.ingest.payload import PAYLOAD_INDEXES
-from lookalike.ingest.pipeline import Written
 from lookalike.vectors.base import IndexSettings, Point, VectorSpec
 
 VECTOR = "bench"
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk = vectors[args.n + b * args.batch : args.n + (b + 1) * args.batch]
                 ids = add_points(rt, collection, chunk)
                 started = time.perf_counter()
-                rt.anomalies.after_write(Written(collection.id, VECTOR, ids, chunk))
+                rt.anomalies.score_new(collection.id, VECTOR, ids, chunk)
                 elapsed = time.perf_counter() - started
                 if b == 0:
                     print(f"first batch (reads the ood statistics): {elapsed * 1000:.0f} ms")
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
             mode = "exact scan" if args.no_index else "HNSW"
             print(
-                f"after_write, batch of {args.batch} into {args.n} points ({args.dim}-d, "
+                f"score_new, batch of {args.batch} into {args.n} points ({args.dim}-d, "
                 f"k={args.k}, {mode}): p50 {ms(totals, 50)}, p95 {ms(totals, 95)}; "
                 f"searches alone p50 {ms(searches, 50)}; "
                 f"{statistics.median(totals) / args.batch * 1000:.2f} ms per image"

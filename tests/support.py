@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -113,3 +114,14 @@ def check_answer(status: int, content: bytes) -> None:
         f"{status} {error['code']}: a {len(error['message']):,}-character message: "
         f"{error['message'][:300]}..."
     )
+
+
+def settle(rt: Any) -> None:
+    """Wait until every image added so far is embedded and enriched (a `Lookalike`, or a test
+    client's app that serves one)."""
+    runtime = getattr(getattr(getattr(rt, "app", None), "state", None), "runtime", rt)
+    runtime.ingest.wait_idle()
+    if runtime.enrichment.running:
+        assert runtime.enrichment.wait_idle(timeout=120), "enrichment did not finish"
+    else:  # a runtime opened with start=False: run the stages here
+        runtime.enrichment.drain()

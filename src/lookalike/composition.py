@@ -12,11 +12,15 @@ from lookalike.anomalies.queue import AnomalyScorer
 from lookalike.catalog import Catalog
 from lookalike.core.config import Settings
 from lookalike.dedup.sweep import SWEEP_JOB, sweep_job
-from lookalike.dedup.verdicts import IngestVerdicts
+from lookalike.dedup.verdicts import DuplicateStage
 from lookalike.embedding import Models
+from lookalike.enrichment.runner import EnrichmentRunner
 from lookalike.ingest.pipeline import IngestPipeline
 from lookalike.jobs.runner import JobRunner
+from lookalike.quality.nsfw import shared_detector
+from lookalike.quality.stages import NsfwStage, QualityStage
 from lookalike.records.service import CollectionCache
+from lookalike.records.thumbnails import ThumbnailStage
 from lookalike.storage.base import BlobStore
 from lookalike.storage.local import LocalBlobStore
 from lookalike.vectors.base import VectorIndex
@@ -40,29 +44,52 @@ class Lookalike:
             self.blobs: BlobStore = LocalBlobStore(self.settings.blobs_dir)
             self.models = Models(self.settings)
             self.collection_cache = CollectionCache()
-            self.ingest = IngestPipeline(
-                self.settings, self.catalog, self.blobs, self.vectors, self.models.for_collection
+            # What happens to an image after it is searchable, stage by stage, in this order.
+            self.enrichment = EnrichmentRunner(
+                self.settings,
+                self.catalog,
+                self.blobs,
+                self.vectors,
+                busy=lambda: self.ingest.in_flight > 0,
             )
-            # Background work besides embedding; each feature registers its kinds of jobs and
-            # its after-ingest steps here.
+            self.ingest = IngestPipeline(
+                self.settings,
+                self.catalog,
+                self.blobs,
+                self.vectors,
+                self.models.for_collection,
+                self.enrichment,
+            )
+            # Background work besides ingest; each feature registers its stages and its kinds
+            # of jobs here.
             self.jobs = JobRunner(self.catalog)
-            self.ingest.after_write.append(IngestVerdicts(self))
+            self.enrichment.register(ThumbnailStage(self.settings, self.catalog, self.blobs))
+            self.enrichment.register(QualityStage(self.catalog, self.vectors))
+            if self.settings.nsfw:
+                detector = shared_detector(self.settings.nsfw_threads)
+                self.enrichment.register(
+                    NsfwStage(self.catalog, self.vectors, self.models, detector)
+                )
+            self.enrichment.register(DuplicateStage(self.catalog, self.vectors))
             self.jobs.register(SWEEP_JOB, sweep_job(self))
-            # Anomaly scores: updated after each ingest batch, recomputed in full on a schedule.
+            # Anomaly scores: a stage for new images, recomputed in full on a schedule.
             self.anomalies = AnomalyScorer(self.settings, self.catalog, self.vectors)
-            self.anomalies.attach(self.ingest, self.jobs)
+            self.anomalies.attach(self.enrichment, self.jobs)
         except BaseException:
             self.vectors.close()
             raise
         if start:
             self.ingest.start()
             self.jobs.start()
+            if self.settings.enrichment:
+                self.enrichment.start()
 
     # --- life cycle ----------------------------------------------------------
 
     def close(self) -> None:
         self.jobs.stop()
         self.ingest.stop()
+        self.enrichment.stop()
         self.models.close()
         self.vectors.close()
         self.catalog.close()

@@ -26,7 +26,7 @@ from lookalike.core.errors import ImageNotFound, InvalidInput
 from lookalike.demo.samples import derived_set
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.records.service import create_collection, delete_images
-from support import make_settings, noise_png
+from support import make_settings, noise_png, settle
 
 SORTS = ("dnn", "density", "ood")
 
@@ -44,6 +44,7 @@ def ingest(rt: Lookalike, coll: Collection, files: dict[str, bytes]) -> dict[str
     items = [(NewRecord(name=n, owner="alice"), IngestFile(d, n)) for n, d in files.items()]
     results = rt.ingest.add_many(coll, items, wait=True)
     assert [r.status for r in results] == ["added"] * len(files)
+    settle(rt)
     return {n: r.image_id for n, r in zip(files, results, strict=True) if r.image_id}
 
 

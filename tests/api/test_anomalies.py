@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.core.config import Settings
 from lookalike.demo.samples import derived_set
-from support import bearer, noise_png, wait_until
+from support import bearer, noise_png, settle, wait_until
 
 
 @pytest.fixture
@@ -33,6 +33,7 @@ def _collection(
         )
         assert r.status_code == 201, r.text
         ids[filename] = r.json()["results"][0]["image_id"]
+    settle(client)
     return coll.json()["id"], ids
 
 

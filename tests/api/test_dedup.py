@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.demo.samples import transform
-from support import bearer, jpeg, open_image, wait_until
+from support import bearer, jpeg, open_image, settle, wait_until
 
 
 @pytest.fixture
@@ -53,6 +53,7 @@ def shelf(client: TestClient, secured: Settings, photos: dict[str, bytes]) -> di
     ids["chelsea_gray"] = _add(
         client, alice, "chelsea_gray", jpeg(transform(chelsea, "grayscale"), 90)
     )
+    settle(client)
     return ids
 
 

@@ -18,7 +18,7 @@ from imaging.builders import streamed_png
 from lookalike.catalog import Image, Record, new_id, utcnow
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
-from support import make_settings
+from support import make_settings, settle
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -44,6 +44,7 @@ def shop(client: TestClient, rt: Lookalike, photos: dict[str, bytes]) -> str:
         files=[("images", ("cat.png", photos["chelsea"], "image/png"))],
     )
     assert r.status_code == 201, r.text
+    settle(rt)
     return str(r.json()["record"]["images"][0]["id"])
 
 

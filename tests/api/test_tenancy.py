@@ -12,7 +12,7 @@ from sqlalchemy import select
 from lookalike.catalog import Job
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
-from support import bearer
+from support import bearer, settle
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def test_another_tenants_ids_are_not_found_anywhere(
         ],
     )
     assert r.status_code == 201, r.text
+    settle(client)
     ids = {
         "collection_id": coll["id"],
         "record_id": r.json()["record"]["id"],

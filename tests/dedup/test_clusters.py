@@ -170,7 +170,6 @@ def test_keeper_policy_rules_in_order() -> None:
 def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
     """More close look-alikes than the first search returns, none of them a copy by pHash:
     the verdict still finds the near-exact copy through the pHash gate's index."""
-    from types import SimpleNamespace
 
     from lookalike.catalog import new_id
     from lookalike.dedup.verdicts import VERDICT_CANDIDATES, nearest_duplicate
@@ -205,7 +204,7 @@ def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
         index.upsert("c", points)
         assert len(crowd) > VERDICT_CANDIDATES
         verdict = nearest_duplicate(
-            SimpleNamespace(vectors=index),  # type: ignore[arg-type]
+            index,
             "c",
             "v",
             new,

@@ -19,7 +19,7 @@ from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.ingest.reconcile import reconcile
 from lookalike.records.service import create_collection
 from lookalike.vectors.base import Point
-from support import make_settings, wait_until
+from support import make_settings, settle, wait_until
 
 
 def _state(rt: Lookalike, collection_id: str) -> tuple[int, int, int, int]:
@@ -39,6 +39,7 @@ def test_photos_are_stored_thumbnailed_and_embedded(
     ]
     results = rt.ingest.add_many(coll, items, wait=True)
     assert [r.status for r in results] == ["added"] * len(photos)
+    settle(rt)
     with rt.catalog.session() as s:
         images = s.scalars(select(Image)).all()
         names = {i.id: i.record.name for i in images}
@@ -108,6 +109,7 @@ def test_bad_files_are_rejected_and_change_nothing(
 ) -> None:
     coll = create_collection(rt, "default", "bad")
     rt.ingest.add(coll, NewRecord(name="ok", owner="a"), [IngestFile(photos["camera"])], wait=True)
+    settle(rt)
     before = _state(rt, coll.id)
     (result,) = rt.ingest.add(
         coll,
@@ -200,6 +202,7 @@ def test_quality_score_is_stored_and_filterable(rt: Lookalike, photos: dict[str,
         ],
         wait=True,
     )
+    settle(rt)
     with rt.catalog.session() as s:
         scores = {i.id: i.quality_score for i in s.scalars(select(Image)).all()}
     sharp_q, blurred_q = scores[results[0].image_id], scores[results[1].image_id]

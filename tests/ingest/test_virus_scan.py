@@ -29,7 +29,7 @@ from lookalike.core.errors import Misconfigured, VirusScannerUnavailable
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.ingest.virus import ClamdScanner, quarantine_dir
 from lookalike.records.service import create_collection
-from support import free_port, make_settings, stop_process, wait_until
+from support import free_port, make_settings, settle, stop_process, wait_until
 
 SKIP_ENV = "SKIP_CLAMAV_TESTS"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -201,6 +201,7 @@ def test_a_clean_image_is_scanned_and_ingested(
         wait=True,
     )
     assert result.status == "added", result.reason
+    settle(scanned)
     assert _stored(scanned, coll.id) == (1, 1, 1, 2, 1)  # original and thumbnail blobs
     assert not quarantine_dir(scanned.settings).exists()
 
@@ -213,6 +214,7 @@ def test_an_infected_file_is_refused_quarantined_and_not_stored(
     scanned.ingest.add(
         coll, NewRecord(name="ok", owner="a"), [IngestFile(photos["camera"], "ok.png")], wait=True
     )
+    settle(scanned)
     before = _stored(scanned, coll.id)
     data = photos["coins"] + EICAR if kind.startswith("image") else EICAR
 
@@ -286,6 +288,7 @@ def test_batch_upload_takes_the_clean_files_and_refuses_the_infected(
         assert wait_until(lambda: scanned.ingest.in_flight == 0)
         records = client.get(f"/api/collections/{coll.id}/records").json()
     assert [i["name"] for i in records["items"]] == ["coffee"]
+    settle(scanned)
     assert _stored(scanned, coll.id) == (1, 1, 1, 2, 1)
     assert len(list(quarantine_dir(scanned.settings).glob("*.json"))) == 2
 

@@ -22,9 +22,10 @@ from lookalike.quality.nsfw import (
     nudenet_model_path,
     shared_detector,
 )
+from lookalike.quality.stages import NsfwStage
 from lookalike.records.service import create_collection
 from lookalike.search import SearchFilters, search_similar
-from support import jpeg, make_settings, open_image, wait_until
+from support import jpeg, make_settings, open_image, settle, wait_until
 
 # The sample photos hold no nudity; these are ordinary scenes, objects and portraits.
 EVERYDAY = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "grace_hopper", "camera")
@@ -147,6 +148,7 @@ def _ingest(
         [(NewRecord(name=n, owner="a"), IngestFile(photos[n], n)) for n in NAMES],
         wait=True,
     )
+    settle(rt)
     return coll.id, {r.filename or "": r.image_id or "" for r in results}
 
 
@@ -186,7 +188,7 @@ def test_ingest_without_a_detector_keeps_the_image(
     tmp_path: Path, models_dir: Path, photos: dict[str, bytes]
 ) -> None:
     with Lookalike(make_settings(tmp_path / "off", models_dir, nsfw=False)) as rt:
-        assert rt.ingest.nsfw is None
+        assert "nsfw" not in rt.enrichment.stage_names
         _, ids = _ingest(rt, photos, "unmoderated")
         with rt.catalog.session() as s:
             images = s.scalars(select(Image)).all()
@@ -204,12 +206,15 @@ def test_ingest_without_a_detector_keeps_the_image(
         assert hits == []
 
     with Lookalike(make_settings(tmp_path / "missing", models_dir)) as rt:
-        rt.ingest.nsfw = NsfwDetector(tmp_path / "nowhere.onnx")
+        stage = next(s for s in rt.enrichment.stages if isinstance(s, NsfwStage))
+        stage.detector = NsfwDetector(tmp_path / "nowhere.onnx")
         _, ids = _ingest(rt, photos, "missing")
         with rt.catalog.session() as s:
             images = s.scalars(select(Image)).all()
         assert {i.status for i in images} == {"embedded"} and len(images) == len(ids)
         assert {i.nsfw_score for i in images} == {None}
+        # Nothing to score with: the stage says so rather than "done".
+        assert {rt.enrichment.queue.of_image(i)["nsfw"] for i in ids.values()} == {"skipped"}
 
 
 def test_resumed_images_are_scored(
@@ -238,6 +243,7 @@ def test_resumed_images_are_scored(
                 }
 
         assert wait_until(lambda: len(scored()) == 2)
+        settle(second)
         for image_id, score in scored().items():
             assert score is not None and 0.0 <= score < 0.3
             (point,) = second.vectors.retrieve(coll.id, [image_id])

@@ -4,8 +4,8 @@ verdicts on the most unusual ones.
 The scores (``dnn``, ``density``, ``ood``: see `quality/anomalies.py`) live in the image row,
 so the queue is sorted and paged by the database. Two things keep them current:
 
-- **after each ingest batch** (`AnomalyScorer.after_write`, on the ingest writer thread): every
-  new image gets its three scores from one search for its ``2k`` nearest others; every image
+- **soon after each ingest batch** (the `anomaly` enrichment stage, `AnomalyScorer.score_new`):
+  every new image gets its three scores from one search for its ``2k`` nearest others; every image
   already there that is among them and now has a new image nearer than its stored ``dnn`` gets
   that smaller ``dnn``. The ``density`` and ``ood`` of images already there are *not* updated:
   they drift as the collection grows, until
@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast, get_args
@@ -53,7 +53,8 @@ from lookalike.catalog.repository import get_image
 from lookalike.core.config import Settings
 from lookalike.core.errors import CollectionNotFound, InvalidInput
 from lookalike.core.timing import timed
-from lookalike.ingest.pipeline import IngestPipeline, Written
+from lookalike.embedding.base import Vectors
+from lookalike.enrichment.runner import EnrichmentRunner, StageBatch
 from lookalike.jobs.runner import JobContext, JobRunner
 from lookalike.vectors.base import VectorIndex
 
@@ -201,10 +202,10 @@ class AnomalyScorer:
         self._jobs: JobRunner | None = None
         self._warming: set[str] = set()
 
-    def attach(self, ingest: IngestPipeline, jobs: JobRunner) -> None:
-        """Score after every ingest batch; run the recompute job, and on a schedule."""
+    def attach(self, enrichment: EnrichmentRunner, jobs: JobRunner) -> None:
+        """Score new images as an enrichment stage; run the recompute job, and on a schedule."""
         self._jobs = jobs
-        ingest.after_write.append(self.after_write)
+        enrichment.register(AnomalyStage(self))
         jobs.register(RECOMPUTE_JOB, self._run_job)
         jobs.every(RECOMPUTE_JOB, self.settings.anomaly_recompute_interval_s)
 
@@ -214,21 +215,22 @@ class AnomalyScorer:
 
     # --- incremental ----------------------------------------------------------------
 
-    def after_write(self, written: Written) -> None:
+    def score_new(
+        self, collection_id: str, vector_name: str, image_ids: list[str], vectors: Vectors
+    ) -> None:
         """Score the images of a batch just stored, and lower their neighbours' ``dnn``."""
-        if not written.image_ids:
+        if not image_ids:
             return
-        vectors = np.asarray(written.vectors, dtype=np.float32)
-        collection_id = written.collection_id
-        with timed("ingest", "anomaly_scores"):
+        matrix = np.asarray(vectors, dtype=np.float32)
+        with timed("enrich", "anomaly_scores"):
             points = self.vectors.count(collection_id)
-            stats = self._stats_with(collection_id, written.vector_name, vectors, points)
+            stats = self._stats_with(collection_id, vector_name, matrix, points)
             found = score_new_points(
                 self.vectors,
                 collection_id,
-                written.vector_name,
-                written.image_ids,
-                vectors,
+                vector_name,
+                image_ids,
+                matrix,
                 self.k,
                 stats=stats,
                 ef=self._ef,
@@ -382,3 +384,25 @@ def _write_scores(session: Session, rows: list[dict[str, Any]]) -> None:
     )
     for start in range(0, len(rows), _UPDATE_CHUNK):
         session.execute(statement, rows[start : start + _UPDATE_CHUNK])
+
+
+class AnomalyStage:
+    """The enrichment stage: a new image's outlier scores (`AnomalyScorer.score_new`)."""
+
+    name = "anomaly"
+
+    def __init__(self, scorer: AnomalyScorer) -> None:
+        self.scorer = scorer
+
+    def pixels_for(self, collection: Collection) -> int | None:
+        return None
+
+    def needs_vector(self, collection: Collection) -> bool:
+        return True
+
+    def run(self, batch: StageBatch) -> Mapping[str, str]:
+        vectors = np.stack([item.vector for item in batch.items if item.vector is not None])
+        self.scorer.score_new(
+            batch.collection.id, batch.collection.vector_name, batch.image_ids, vectors
+        )
+        return {}

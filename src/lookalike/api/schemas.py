@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
-from lookalike.catalog import Collection, Feedback, Image, Record
+from lookalike.catalog import Feedback, Image
 from lookalike.catalog.record_fields import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -24,6 +33,22 @@ from lookalike.search.filters import SearchFilters
 def thumbnail_url(image_id: str) -> str:
     """Where the API serves an image's thumbnail (the services know no URLs)."""
     return f"/api/images/{image_id}/thumbnail"
+
+
+class _Extended:
+    def __init__(self, obj: object, added: dict[str, Any]) -> None:
+        self.__dict__.update(added)
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:  # only asked for what `added` lacks
+        return getattr(self._obj, name)
+
+
+def with_attributes(obj: object, **added: Any) -> object:
+    """`obj` with `added` as attributes too, for a shape that reads attributes
+    (`Shape.model_validate(with_attributes(collection, supports_text=...))`): the fields whose
+    source is not one attribute of the object."""
+    return _Extended(obj, added)
 
 
 class WithPreview(BaseModel):
@@ -87,6 +112,9 @@ class CollectionUpdate(Strict):
 
 
 class CollectionOut(BaseModel):
+    # Read from a Collection with what the service says of it added (`with_attributes`):
+    # `supports_text` and, where a route counts them, `counts`.
+    model_config = ConfigDict(from_attributes=True)
     id: str
     name: str
     description: str
@@ -98,24 +126,6 @@ class CollectionOut(BaseModel):
     vector_settings: dict[str, Any]
     created_at: datetime
     counts: dict[str, int] | None = None
-
-    @classmethod
-    def of(
-        cls, c: Collection, *, supports_text: bool, counts: dict[str, int] | None = None
-    ) -> CollectionOut:
-        return cls(
-            id=c.id,
-            name=c.name,
-            description=c.description,
-            model=c.model,
-            model_id=c.model_id,
-            vector_name=c.vector_name,
-            dim=c.dim,
-            supports_text=supports_text,
-            vector_settings=c.vector_settings,
-            created_at=c.created_at,
-            counts=counts,
-        )
 
 
 class AnomalyScoresOut(BaseModel):
@@ -132,16 +142,12 @@ class AnomalyScoresOut(BaseModel):
 
 
 class ImageAnomalyOut(AnomalyScoresOut):
-    reviewed_at: datetime | None
-
-    @classmethod
-    def of(cls, i: Image) -> ImageAnomalyOut:
-        return cls(
-            dnn=i.anomaly_dnn,
-            density=i.anomaly_density,
-            ood=i.anomaly_ood,
-            reviewed_at=i.reviewed_at,
-        )
+    # Read from an Image, whose columns are its scores' names with `anomaly_` in front.
+    model_config = ConfigDict(
+        from_attributes=True,
+        alias_generator=AliasGenerator(validation_alias=lambda score: f"anomaly_{score}"),
+    )
+    reviewed_at: datetime | None = Field(validation_alias="reviewed_at")  # not a score
 
 
 class DuplicateVerdictOut(BaseModel):
@@ -151,6 +157,7 @@ class DuplicateVerdictOut(BaseModel):
 
 
 class ImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     record_id: str
     collection_id: str
@@ -171,69 +178,61 @@ class ImageOut(BaseModel):
         default=None, description="The nearest image already in the collection at ingest."
     )
     created_at: datetime
-    thumbnail_url: str
-    preview_url: str
-    original_url: str
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, i: Image) -> ImageOut:
-        return cls(
-            id=i.id,
-            record_id=i.record_id,
-            collection_id=i.collection_id,
-            sha256=i.sha256,
-            phash=i.phash,
-            width=i.width,
-            height=i.height,
-            mime=i.mime,
-            bytes=i.bytes,
-            source=i.source,
-            filename=i.filename,
-            status=i.status,
-            error=i.error,
-            quality_score=i.quality_score,
-            nsfw_score=i.nsfw_score,
-            anomaly=ImageAnomalyOut.of(i),
-            duplicate=DuplicateVerdictOut(
-                tier=i.duplicate_tier, image_id=i.duplicate_of, score=i.duplicate_score or 0.0
+    def _verdicts(cls, image: Any) -> Any:
+        """`anomaly` and `duplicate` each gather several of the image's columns."""
+        if not isinstance(image, Image):
+            return image
+        duplicate = (
+            DuplicateVerdictOut(
+                tier=image.duplicate_tier,
+                image_id=image.duplicate_of,
+                score=image.duplicate_score or 0.0,
             )
-            if i.duplicate_tier and i.duplicate_of
-            else None,
-            created_at=i.created_at,
-            thumbnail_url=thumbnail_url(i.id),
-            preview_url=thumbnail_url(i.id),
-            original_url=f"/api/images/{i.id}/original",
+            if image.duplicate_tier and image.duplicate_of
+            else None
         )
+        return with_attributes(image, anomaly=image, duplicate=duplicate)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def thumbnail_url(self) -> str:
+        return thumbnail_url(self.id)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def preview_url(self) -> str:
+        return self.thumbnail_url
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def original_url(self) -> str:
+        return f"/api/images/{self.id}/original"
 
 
 class RecordOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     collection_id: str
     name: str
     description: str
     tags: list[str]
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(validation_alias="extra")
     owner: str
     created_at: datetime
     images: list[ImageOut] = Field(default_factory=list)
 
+    @field_validator("metadata", mode="before")
     @classmethod
-    def of(cls, r: Record, images: list[Image] | None = None) -> RecordOut:
-        return cls(
-            id=r.id,
-            collection_id=r.collection_id,
-            name=r.name,
-            description=r.description,
-            tags=list(r.tags),
-            # A record stored before its metadata was checked must still be listable.
-            metadata=dict(r.extra) if metadata_is_valid(r.extra) else {},
-            owner=r.owner,
-            created_at=r.created_at,
-            images=[ImageOut.of(i) for i in (images or [])],
-        )
+    def _listable(cls, extra: Any) -> Any:
+        # A record stored before its metadata was checked must still be listable.
+        return extra if metadata_is_valid(extra) else {}
 
 
 class IngestResultOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     filename: str | None
     status: Literal["added", "duplicate", "rejected"]
     image_id: str | None
@@ -246,18 +245,19 @@ class IngestResultOut(BaseModel):
         "An added image's near-duplicate verdict is on the image once embedded.",
     )
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, r: IngestResult) -> IngestResultOut:
-        error = {"code": r.error_code or "", "message": r.reason or ""} if r.reason else None
-        return cls(
-            filename=r.filename,
-            status=r.status,
-            image_id=r.image_id,
-            record_id=r.record_id,
-            job_id=r.job_id,
-            error=error,
-            duplicate=DuplicateVerdictOut(tier="exact", image_id=r.image_id, score=1.0)
-            if r.status == "duplicate" and r.image_id
+    def _verdicts(cls, result: Any) -> Any:
+        """`error` gathers the code and the reason; `duplicate` says what the status implies."""
+        if not isinstance(result, IngestResult):
+            return result
+        return with_attributes(
+            result,
+            error={"code": result.error_code or "", "message": result.reason or ""}
+            if result.reason
+            else None,
+            duplicate=DuplicateVerdictOut(tier="exact", image_id=result.image_id, score=1.0)
+            if result.status == "duplicate" and result.image_id
             else None,
         )
 
@@ -352,6 +352,7 @@ class FeedbackCreate(Strict):
 
 
 class FeedbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     image_id: str | None
     user: str
@@ -361,20 +362,16 @@ class FeedbackOut(BaseModel):
     score: int | None
     created_at: datetime
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, f: Feedback) -> FeedbackOut:
-        return cls(
-            id=f.id,
-            image_id=f.image_id,
-            user=f.user,
-            action=f.action,
-            query=FeedbackQuery(
-                search_id=f.search_id, image_id=f.query_image_id, text=f.query_text
-            ),
-            note=f.note,
-            score=f.score,
-            created_at=f.created_at,
+    def _query(cls, feedback: Any) -> Any:
+        """The query is three of the feedback's columns (its `image_id` is the judged image)."""
+        if not isinstance(feedback, Feedback):
+            return feedback
+        query = FeedbackQuery(
+            search_id=feedback.search_id, image_id=feedback.query_image_id, text=feedback.query_text
         )
+        return with_attributes(feedback, query=query)
 
 
 class FeedbackPage(BaseModel):
@@ -396,15 +393,20 @@ class SearchImageRequest(Strict):
 
 
 class ImageMatch(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     image_name: str
     score: float
 
 
 class SearchImageResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     text: str
     model_name: str
     matches: list[ImageMatch]
-    jwt: str = Field(description="Rates this search with POST /api/v1/create-feedback.")
+    jwt: str = Field(
+        validation_alias="token",
+        description="Rates this search with POST /api/v1/create-feedback.",
+    )
 
 
 class CreateFeedbackRequest(Strict):

@@ -190,6 +190,38 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class ImageStage(Base):
+    """One enrichment stage of one image (thumbnail, quality, nsfw, duplicate, anomaly): work
+    done after the image is searchable, claimed in batches by whichever process runs the stages.
+
+    `pending` rows are claimable; a `running` row whose lease has run out (its worker died) is
+    claimable again. `done`, `failed` (after `attempts` tries; `error` says why) and `skipped`
+    (switched off or not applicable) are final until the stage is requeued.
+    """
+
+    __tablename__ = "image_stage"
+    __table_args__ = (
+        Index("ix_image_stage_claim", "stage", "status", "lease_until"),
+        Index("ix_image_stage_collection_status", "collection_id", "status"),
+        CheckConstraint(
+            "status IN ('pending', 'running', 'done', 'failed', 'skipped')",
+            name="ck_image_stage_status",
+        ),
+    )
+
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ApiKey(Base):
     """A long-lived credential for one user of one tenant. Only a hash of the secret is kept."""
 

@@ -130,21 +130,48 @@ class Settings(BaseSettings):
     # Ingest
     queue_size: int = Field(default=256, ge=1, description="Bounded ingest queue (images).")
     ingest_workers: int = Field(
-        default=4, ge=1, le=32, description="Prepare threads (decode, hash, thumbnail, writes)."
+        default=4, ge=1, le=32, description="Prepare threads (decode, hash, model input, writes)."
+    )
+
+    # Enrichment (lookalike.enrichment): the stages that run after an image is searchable.
+    enrichment: bool = Field(
+        default=True,
+        description="Run the enrichment stages in this process (thumbnail, quality, NSFW, "
+        "duplicate verdict, anomaly scores). Off: another process runs them, or nobody.",
+    )
+    enrichment_batch: int = Field(default=32, ge=1, le=1024, description="Images per claim.")
+    enrichment_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a claim is held; a stage claimed by a worker that died is "
+        "claimable again once its lease has run out.",
+    )
+    enrichment_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Tries of one stage on one image before it fails."
+    )
+    enrichment_defer_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="While ingest is busy, enrichment waits up to this long between batches.",
+    )
+    enrichment_poll_s: float = Field(
+        default=2.0, gt=0, description="How often an idle runner looks for work from elsewhere."
     )
 
     # Moderation (lookalike.quality.nsfw)
     nsfw: bool = Field(
         default=True,
-        description="Score every ingested image with the NudeNet detector of the `nudenet` "
-        "package (payload field `nsfw`, filter `max_nsfw`); about 30 ms of one core per image.",
+        description="Give every ingested image an NSFW score (payload field `nsfw`, filter "
+        "`max_nsfw`), as an enrichment stage: from the CLIP embedding already computed "
+        "(zero-shot prompts, no extra model) or, for an image-only model, with the NudeNet "
+        "detector of the `nudenet` package (about 30 ms of one core per image).",
     )
     nsfw_threads: int = Field(
         default=1,
         ge=1,
         le=64,
-        description="ONNX Runtime threads of the NSFW detector; it runs in the ingest prepare "
-        "threads, so a small number leaves the cores to the embedding model.",
+        description="ONNX Runtime threads of the NudeNet detector (image-only models); it runs "
+        "in the enrichment stage, after the image is searchable.",
     )
 
     # Vector engine

@@ -1,9 +1,11 @@
-"""The duplicate verdict at ingest: every new image gets the nearest image already in its
-collection and its tier, from one filtered engine search per image (no full pass)."""
+"""The duplicate verdict of a new image: the nearest image already in its collection and its
+tier, from one filtered engine search per image (no full pass). It runs as the `duplicate`
+enrichment stage, in batches, soon after the images are searchable."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,13 +13,12 @@ from numpy.typing import NDArray
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lookalike.catalog import Collection, Image
+from lookalike.catalog import Catalog, Collection, Image
 from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
+from lookalike.enrichment.runner import StageBatch
 from lookalike.imaging import phash_hamming
 from lookalike.imaging.phash_index import candidate_filter
-from lookalike.ingest.pipeline import Written
-from lookalike.records.service import Services
-from lookalike.vectors.base import Filter, HasId, Hit
+from lookalike.vectors.base import Filter, HasId, Hit, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -31,40 +32,43 @@ class DuplicateVerdict:
     score: float
 
 
-class IngestVerdicts:
-    """After-ingest step: the duplicate verdict of each new image against its collection."""
+class DuplicateStage:
+    """The enrichment stage: the duplicate verdict of each new image against its collection."""
 
-    __name__ = "duplicate verdicts"
+    name = "duplicate"
 
-    def __init__(self, rt: Services) -> None:
-        self.rt = rt
+    def __init__(self, catalog: Catalog, vectors: VectorIndex) -> None:
+        self.catalog = catalog
+        self.vectors = vectors
 
-    def __call__(self, written: Written) -> None:
-        with self.rt.catalog.session() as session:
-            collection = session.get(Collection, written.collection_id)
-            if collection is None:
-                return
-            thresholds = thresholds_of(collection)
-            rows = session.execute(
-                select(Image.id, Image.phash).where(Image.id.in_(written.image_ids))
-            ).all()
-            phashes: dict[str, str | None] = {row[0]: row[1] for row in rows}
+    def pixels_for(self, collection: Collection) -> int | None:
+        return None
+
+    def needs_vector(self, collection: Collection) -> bool:
+        return True
+
+    def run(self, batch: StageBatch) -> Mapping[str, str]:
+        collection = batch.collection
+        thresholds = thresholds_of(collection)
         verdicts: dict[str, DuplicateVerdict] = {}
-        for image_id, vector in zip(written.image_ids, written.vectors, strict=True):
+        for item in batch.items:
+            assert item.vector is not None
             verdict = nearest_duplicate(
-                self.rt,
-                written.collection_id,
-                written.vector_name,
-                image_id,
-                np.asarray(vector, dtype=np.float32),
-                phashes.get(image_id),
+                self.vectors,
+                collection.id,
+                collection.vector_name,
+                item.image.id,
+                item.vector,
+                item.image.phash,
                 thresholds,
             )
             if verdict is not None:
-                verdicts[image_id] = verdict
-        if not verdicts:
-            return
+                verdicts[item.image.id] = verdict
+        if verdicts:
+            self._store(verdicts)
+        return {}
 
+    def _store(self, verdicts: dict[str, DuplicateVerdict]) -> None:
         def store(session: Session) -> None:
             # The image a verdict points at may have been deleted since the search found it.
             alive = set(
@@ -82,11 +86,11 @@ class IngestVerdicts:
                         )
                     )
 
-        self.rt.catalog.retrying(store)
+        self.catalog.retrying(store)
 
 
 def nearest_duplicate(
-    rt: Services,
+    vectors: VectorIndex,
     collection_id: str,
     vector_name: str,
     image_id: str,
@@ -117,7 +121,7 @@ def nearest_duplicate(
                 return DuplicateVerdict("near_exact", hit.id, round(hit.score, 6))
         return None
 
-    hits = rt.vectors.search(
+    hits = vectors.search(
         collection_id,
         vector_name,
         vector,
@@ -133,7 +137,7 @@ def nearest_duplicate(
     if crowded and phash is not None:
         gate = candidate_filter(phash, thresholds.phash_gate)
         verdict = near_exact_among(
-            rt.vectors.search(
+            vectors.search(
                 collection_id,
                 vector_name,
                 vector,

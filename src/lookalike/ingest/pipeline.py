@@ -1,17 +1,21 @@
-"""The ingest pipeline: validate, store and embed images, overlapping CPU work with inference.
+"""The ingest pipeline: the searchable path. It validates, stores and embeds images, overlapping
+CPU work with inference, and does nothing that search does not need.
 
-Two stages run at once:
+Three stages run at once:
 
 1. *prepare*, in a small thread pool: size check, sha256, duplicate check, virus scan (with
-   `LOOKALIKE_CLAMD_URL`), decode (validates the bytes), pHash, thumbnail and the model's input
-   tensor; then the catalog row (pending) and its job, then the original and the thumbnail into
-   the blob store.
-2. *embed*, one thread: takes prepared tensors from a bounded queue in batches, runs the model,
-   upserts vectors with their payload and marks the images embedded.
+   `LOOKALIKE_CLAMD_URL`), one decode at the model's size (validates the bytes), pHash and the
+   model's input tensor; then the catalog row (pending) and its job, then the original into the
+   blob store.
+2. *embed*, one thread: takes prepared tensors from a bounded queue in batches and runs the model.
+3. *write*, one thread: upserts a batch's vectors with their payload, then, in one catalog
+   transaction, marks the images embedded and queues their enrichment stages (thumbnail,
+   quality, NSFW, duplicate verdict, anomaly scores: `lookalike.enrichment`), which run later.
 
 Decoding, hashing and writes of the next images overlap with inference of the current batch.
 The catalog row and job are written before anything else, so a crash leaves a pending image whose
-job a restart (`resume`) picks up again from the stored original.
+job a restart (`resume`) picks up again from the stored original; an image is marked embedded
+together with its enrichment stages, so a crash never leaves one searchable and unqueued.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from PIL.Image import Image as PILImage
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lookalike.catalog import Catalog, Collection, Image, Job, Record, new_id, utcnow
+from lookalike.catalog import Catalog, Collection, Image, ImageStage, Job, Record, new_id, utcnow
 from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.core.config import Settings
@@ -49,11 +53,11 @@ from lookalike.core.errors import (
 from lookalike.core.timing import timed
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
-from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail, phash_hex, sha256_hex
+from lookalike.enrichment.queue import StageQueue
+from lookalike.enrichment.runner import EnrichmentRunner
+from lookalike.imaging import decode_image, phash_hex, sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
-from lookalike.quality.nsfw import NsfwDetector, shared_detector
-from lookalike.quality.scores import quality_score
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
 
@@ -65,21 +69,6 @@ IMAGE_SUFFIXES = frozenset(
 
 EmbedderFor = Callable[[Collection], Embedder]
 PREPARE_NICENESS = 10
-
-
-@dataclass(frozen=True)
-class Written:
-    """Images of one collection whose vectors were just stored (in ingest order)."""
-
-    collection_id: str
-    vector_name: str
-    image_ids: list[str]
-    vectors: Vectors
-
-
-# Called by the writer thread after each batch is stored and marked embedded, before the waiting
-# callers are released: work that must see the new vectors (duplicate verdicts, anomaly scores).
-AfterWrite = Callable[[Written], None]
 
 
 @dataclass(frozen=True)
@@ -231,18 +220,15 @@ class IngestPipeline:
         blobs: BlobStore,
         vectors: VectorIndex,
         embedder_for: EmbedderFor,
-        after_write: Sequence[AfterWrite] = (),
+        enrichment: EnrichmentRunner | None = None,
     ) -> None:
         self.settings = settings
-        self.after_write = list(after_write)
+        # Where the images' later stages are queued; None: no enrichment (tests of this path).
+        self.enrichment = enrichment
         self.catalog = catalog
         self.blobs = blobs
         self.vectors = vectors
         self.embedder_for = embedder_for
-        # Loaded on the first image; None when moderation scores are switched off.
-        self.nsfw: NsfwDetector | None = (
-            shared_detector(settings.nsfw_threads) if settings.nsfw else None
-        )
         # None when LOOKALIKE_CLAMD_URL is unset: no virus scan.
         self.virus_scanner = ClamdScanner.from_settings(settings)
         self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
@@ -504,17 +490,15 @@ class IngestPipeline:
                 max_aspect_ratio=settings.max_aspect_ratio,
                 reduce_for=self._working_size(embedder, collection),
             )
-        phash = phash_hex(decoded.image)
-        quality = quality_score(decoded.image, (decoded.width, decoded.height)).overall
-        nsfw = self._nsfw_score(decoded.image)
-        thumbnail = make_thumbnail(decoded.image, size=settings.thumbnail_size)
-        tensor = embedder.preprocess(decoded.image)
+        with timed("ingest", "phash"):
+            phash = phash_hex(decoded.image)
+        with timed("ingest", "preprocess"):
+            tensor = embedder.preprocess(decoded.image)
         crops = self._crops(collection, embedder, decoded.image)
 
         image_id = new_id()
         job_id = new_id()
         blob_key = self.blobs.key_for(sha)
-        thumb_key = self.blobs.key_for(sha256_hex(thumbnail))
         row = {
             "id": image_id,
             "collection_id": collection.id,
@@ -527,10 +511,7 @@ class IngestPipeline:
             "source": file.source,
             "filename": Path(file.filename).name if file.filename else None,
             "blob_key": blob_key,
-            "thumbnail_key": thumb_key,
             "status": "pending",
-            "quality_score": round(quality, 4),
-            "nsfw_score": nsfw,
             "created_at": utcnow(),
         }
         with records.lock:
@@ -570,8 +551,6 @@ class IngestPipeline:
 
         with timed("ingest", "blob_store"):
             self.blobs.put(file.data, content_type=decoded.mime)
-            # A thumbnail can be made again from the original: no fsync for it.
-            self.blobs.put(thumbnail, content_type=THUMBNAIL_MIME, durable=False)
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
@@ -611,26 +590,12 @@ class IngestPipeline:
             signature=signature,
         )
 
-    def _nsfw_score(self, image: PILImage) -> float | None:
-        """The image's NSFW score, or None when scoring is off, unavailable or failed: a
-        moderation score is never a reason to refuse an image."""
-        if self.nsfw is None:
-            return None
-        try:
-            with timed("ingest", "nsfw"):
-                score = self.nsfw.score(image)
-        except Exception:
-            log.exception("NSFW scoring failed; the image is stored without a score")
-            return None
-        return None if score is None else round(score, 4)
-
     def _working_size(self, embedder: Embedder, collection: Collection) -> int:
         """Decode JPEGs only as large as the model input needs (shorter side >= its size).
 
         The decoder then scales by 1/2..1/8 itself, which is most of the decode cost saved; the
-        pHash and the thumbnail (at most `thumbnail_size` on the longer side) lose nothing
-        visible from that size. Crops (a grid cell is 60% of the image) need twice that for
-        the model to see them at about its own resolution.
+        pHash loses nothing from that size. Crops (a grid cell is 60% of the image) need twice
+        that for the model to see them at about its own resolution.
         """
         if uses_crops(collection.vector_settings):
             return embedder.input_size * 2
@@ -724,7 +689,7 @@ class IngestPipeline:
 
     def _write(self, items: list[_Prepared], result: Vectors | Exception) -> None:
         ids = [i.image_id for i in items]
-        collection_id, vector_name = items[0].collection_id, items[0].vector_name
+        collection_id = items[0].collection_id
         if isinstance(result, Exception):
             self._fail_images(ids, f"embedding failed: {result}")
             return
@@ -742,25 +707,25 @@ class IngestPipeline:
             self._fail_images(ids, f"storing the vector failed: {exc}")
             return
         now = utcnow()
-        with timed("ingest", "catalog"), self.catalog.session() as session:
-            session.execute(
+        stages = self.enrichment.stage_names if self.enrichment is not None else []
+        with timed("ingest", "catalog"), self.catalog.engine.begin() as conn:
+            conn.execute(
                 update(Image)
                 .where(Image.id.in_(ids))
                 .values(status="embedded", error=None, model_id=items[0].model_id, embedded_at=now)
             )
-            session.execute(
+            conn.execute(
                 update(Job)
                 .where(Job.image_id.in_(ids), Job.kind == "embed")
                 .values(status="done", updated_at=now)
             )
+            # A resumed image may have had its stages queued already: queue them afresh.
+            conn.execute(delete(ImageStage).where(ImageStage.image_id.in_(ids)))
+            for image_id in ids:
+                StageQueue.enqueue(conn, image_id, collection_id, stages)
         self._touched.add(collection_id)
-        written = Written(collection_id, vector_name, ids, result)
-        for hook in self.after_write:
-            try:
-                hook(written)
-            except Exception:
-                # The images are stored and searchable; what a hook adds can be recomputed.
-                log.exception("after-ingest step %r failed", getattr(hook, "__name__", hook))
+        if self.enrichment is not None:
+            self.enrichment.wake()
 
     def _after_burst(self) -> None:
         """The queue ran dry: a good moment for index maintenance."""
@@ -833,12 +798,6 @@ class IngestPipeline:
                 max_aspect_ratio=self.settings.max_aspect_ratio,
                 reduce_for=self._working_size(embedder, collection),
             )
-            if image.thumbnail_key is None:
-                thumb = make_thumbnail(decoded.image, size=self.settings.thumbnail_size)
-                image.thumbnail_key = self.blobs.put(thumb, content_type=THUMBNAIL_MIME)
-            if image.nsfw_score is None:
-                # Stored before a crash, or while the detector was missing or switched off.
-                image.nsfw_score = self._nsfw_score(decoded.image)
             payload = image_payload(collection, record, image)
         crops = self._crops(collection, embedder, decoded.image)
         return _Prepared(

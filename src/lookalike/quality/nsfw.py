@@ -238,6 +238,17 @@ class NsfwDetector:
             return None
         return float(np.clip(raw[:, _EXPLICIT_ROWS].max(), 0.0, 1.0))
 
+    def scores(self, images: list[Image.Image]) -> list[float] | None:
+        """`score` of each image, from one model call per batch; None when unavailable."""
+        session = self._load()
+        if session is None:
+            return None
+        if not images:
+            return []
+        output = session.run_one(np.concatenate([detector_input(im) for im in images]))
+        explicit = output[:, _BOX_ROWS:][:, _EXPLICIT_ROWS]  # (batch, explicit classes, anchors)
+        return [float(v) for v in np.clip(explicit.max(axis=(1, 2)), 0.0, 1.0)]
+
 
 @cache
 def shared_detector(threads: int = 1) -> NsfwDetector:

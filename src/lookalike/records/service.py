@@ -28,12 +28,10 @@ from lookalike.core.errors import (
     InvalidInput,
     LookalikeError,
     NoImageAdded,
-    NotFound,
 )
 from lookalike.dedup.tiers import model_thresholds
 from lookalike.embedding import Models
 from lookalike.embedding.crops import crops_vector_name
-from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail
 from lookalike.ingest.payload import PAYLOAD_INDEXES
 from lookalike.ingest.pipeline import (
     IngestFile,
@@ -396,25 +394,6 @@ def delete_images(rt: Services, collection_id: str, image_ids: Sequence[str]) ->
             session.delete(image)
     rt.vectors.delete(collection_id, image_ids)
     _delete_unused_blobs(rt, keys)
-
-
-def thumbnail_of(rt: Services, image: Image) -> bytes:
-    """The image's thumbnail, made again from the original when it is missing (thumbnails are
-    written without fsync, so a crash may lose one)."""
-    if image.thumbnail_key is not None and rt.blobs.exists(image.thumbnail_key):
-        return rt.blobs.get(image.thumbnail_key)
-    if image.blob_key is None:
-        raise NotFound(f"image {image.id!r} has no stored original")
-    decoded = decode_image(
-        rt.blobs.get(image.blob_key),
-        max_bytes=1 << 62,  # it was accepted once; the limit may have changed since
-        max_pixels=rt.settings.max_image_pixels,
-        max_aspect_ratio=rt.settings.max_aspect_ratio,
-        reduce_for=rt.settings.thumbnail_size,
-    )
-    data = make_thumbnail(decoded.image, size=rt.settings.thumbnail_size)
-    rt.blobs.put(data, content_type=THUMBNAIL_MIME, durable=False)
-    return data
 
 
 def _blob_keys(session: Any, where: Any) -> set[str]:

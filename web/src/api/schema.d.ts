@@ -1170,11 +1170,11 @@ export interface components {
             /** Nsfw Score */
             nsfw_score: number | null;
             /** Original Url */
-            original_url: string;
+            readonly original_url: string;
             /** Phash */
             phash: string | null;
             /** Preview Url */
-            preview_url: string;
+            readonly preview_url: string;
             /** Quality Score */
             quality_score: number | null;
             /** Record Id */
@@ -1186,7 +1186,7 @@ export interface components {
             /** Status */
             status: string;
             /** Thumbnail Url */
-            thumbnail_url: string;
+            readonly thumbnail_url: string;
             /** Width */
             width: number;
         };

@@ -6,7 +6,12 @@ from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import CollectionCreate, CollectionOut, CollectionUpdate
+from lookalike.api.schemas import (
+    CollectionCreate,
+    CollectionOut,
+    CollectionUpdate,
+    with_attributes,
+)
 from lookalike.catalog import Collection
 from lookalike.composition import Lookalike
 from lookalike.records import service as svc
@@ -15,10 +20,12 @@ router = APIRouter(prefix="/api/collections", tags=["collections"])
 
 
 def _out(rt: Lookalike, c: Collection, *, counts: bool = False) -> CollectionOut:
-    return CollectionOut.of(
-        c,
-        supports_text=svc.supports_text(rt, c),
-        counts=svc.collection_counts(rt, c.id) if counts else None,
+    return CollectionOut.model_validate(
+        with_attributes(
+            c,
+            supports_text=svc.supports_text(rt, c),
+            counts=svc.collection_counts(rt, c.id) if counts else None,
+        )
     )
 
 

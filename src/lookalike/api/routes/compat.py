@@ -13,7 +13,6 @@ from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import (
     CreateFeedbackRequest,
     CreateFeedbackResponse,
-    ImageMatch,
     SearchImageRequest,
     SearchImageResponse,
 )
@@ -30,12 +29,7 @@ def search_image(body: SearchImageRequest, rt: Runtime, caller: Caller) -> Searc
     found = search_text_rateable(
         rt, caller, body.text, collection=body.collection, limit=body.limit
     )
-    return SearchImageResponse(
-        text=found.text,
-        model_name=found.model_name,
-        matches=[ImageMatch(image_name=m.image_name, score=m.score) for m in found.matches],
-        jwt=found.token,
-    )
+    return SearchImageResponse.model_validate(found)
 
 
 @router.post("/create-feedback", status_code=status.HTTP_201_CREATED)

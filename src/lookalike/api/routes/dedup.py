@@ -8,12 +8,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.schemas import MAX_OFFSET, DedupThresholdsIn, JobAccepted, Strict, WithPreview
-from lookalike.catalog.models import DuplicateCluster, PairVerdict
+from lookalike.api.schemas import (
+    MAX_OFFSET,
+    DedupThresholdsIn,
+    JobAccepted,
+    Strict,
+    WithPreview,
+    with_attributes,
+)
+from lookalike.catalog.models import DuplicateCluster
 from lookalike.composition import Lookalike
 from lookalike.core.errors import InvalidInput
 from lookalike.dedup import review, sweep, tiers
@@ -56,9 +63,12 @@ class ClusterMemberOut(WithPreview):
 
 
 class ClusterOut(BaseModel):
+    # Read from a DuplicateCluster with `members` added (`with_attributes`): what
+    # `review.cluster_members` says of each.
+    model_config = ConfigDict(from_attributes=True)
     id: str
     tier: TierName
-    keeper: str | None
+    keeper: str | None = Field(validation_alias="keeper_image_id")
     status: ClusterStatus
     decided_by: str | None
     created_at: datetime
@@ -106,6 +116,7 @@ class PairRequest(Strict):
 
 
 class PairOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     image_a: str
     image_b: str
@@ -114,34 +125,10 @@ class PairOut(BaseModel):
     note: str | None
     created_at: datetime
 
-    @classmethod
-    def of(cls, p: PairVerdict) -> PairOut:
-        return cls(
-            id=p.id,
-            image_a=p.image_a,
-            image_b=p.image_b,
-            verdict=p.verdict,
-            user=p.user,
-            note=p.note,
-            created_at=p.created_at,
-        )
-
 
 def _clusters_out(rt: Lookalike, clusters: list[DuplicateCluster]) -> list[ClusterOut]:
     members = review.cluster_members(rt, clusters)
-    return [
-        ClusterOut(
-            id=c.id,
-            tier=c.tier,
-            keeper=c.keeper_image_id,
-            status=c.status,
-            decided_by=c.decided_by,
-            created_at=c.created_at,
-            updated_at=c.updated_at,
-            members=[ClusterMemberOut.model_validate(m) for m in members[c.id]],
-        )
-        for c in clusters
-    ]
+    return [ClusterOut.model_validate(with_attributes(c, members=members[c.id])) for c in clusters]
 
 
 def _cluster_out(rt: Lookalike, cluster: DuplicateCluster) -> ClusterOut:
@@ -254,13 +241,13 @@ def add_pair_verdict(body: PairRequest, rt: Runtime, caller: Caller) -> PairOut:
     row = review.record_pair_verdict(
         rt, caller.tenant, caller.user, body.image_a, body.image_b, body.verdict, body.note
     )
-    return PairOut.of(row)
+    return PairOut.model_validate(row)
 
 
 @router.get("/api/images/{image_id}/pairs")
 def list_pair_verdicts(image_id: str, rt: Runtime, caller: Caller) -> list[PairOut]:
     """Every same / different decision involving the image, oldest first."""
-    return [PairOut.of(p) for p in review.pair_history(rt, caller.tenant, image_id)]
+    return [PairOut.model_validate(p) for p in review.pair_history(rt, caller.tenant, image_id)]
 
 
 @router.get("/api/collections/{collection_id}/hard-negatives")

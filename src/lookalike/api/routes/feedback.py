@@ -33,7 +33,7 @@ def create_feedback(body: FeedbackCreate, rt: Runtime, caller: Caller) -> Feedba
         note=body.note,
         score=body.score,
     )
-    return FeedbackOut.of(row)
+    return FeedbackOut.model_validate(row)
 
 
 @router.get("/api/images/{image_id}/feedback")
@@ -49,5 +49,5 @@ def list_image_feedback(
         rt.catalog, caller.tenant, image_id, limit=limit, offset=offset
     )
     return FeedbackPage(
-        items=[FeedbackOut.of(r) for r in rows], total=total, limit=limit, offset=offset
+        items=[FeedbackOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )

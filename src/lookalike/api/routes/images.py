@@ -8,7 +8,7 @@ from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import ImageOut
 from lookalike.catalog.repository import get_image
 from lookalike.core.errors import NotFound
-from lookalike.records.service import thumbnail_of
+from lookalike.records.thumbnails import thumbnail_of
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 
@@ -25,7 +25,7 @@ _IMMUTABLE = {
 @router.get("/{image_id}")
 def read_image(image_id: str, rt: Runtime, caller: Caller) -> ImageOut:
     with rt.catalog.session() as session:
-        return ImageOut.of(get_image(session, caller.tenant, image_id))
+        return ImageOut.model_validate(get_image(session, caller.tenant, image_id))
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response)

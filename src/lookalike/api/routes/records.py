@@ -84,8 +84,8 @@ async def create_record(
         )
     )
     return RecordCreated(
-        record=RecordOut.of(record, record.images),
-        results=[IngestResultOut.of(r) for r in results],
+        record=RecordOut.model_validate(record),
+        results=[IngestResultOut.model_validate(r) for r in results],
     )
 
 
@@ -105,14 +105,14 @@ def list_records(
         rt, collection, limit=limit, offset=offset, query=q, owner=owner, tag=tag
     )
     return RecordPage(
-        items=[RecordOut.of(r, r.images) for r in rows], total=total, limit=limit, offset=offset
+        items=[RecordOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
 @router.get("/api/records/{record_id}")
 def get_record(record_id: str, rt: Runtime, caller: Caller) -> RecordOut:
     record = svc.find_record(rt, caller.tenant, record_id)
-    return RecordOut.of(record, record.images)
+    return RecordOut.model_validate(record)
 
 
 @router.patch("/api/records/{record_id}")
@@ -127,7 +127,7 @@ def update_record(record_id: str, body: RecordUpdate, rt: Runtime, caller: Calle
         extra=body.metadata,
         owner=body.owner,
     )
-    return RecordOut.of(record, record.images)
+    return RecordOut.model_validate(record)
 
 
 @router.delete("/api/records/{record_id}/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -166,4 +166,4 @@ async def add_images(
     results = await run_in_threadpool(
         lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
     )
-    return [IngestResultOut.of(r) for r in results]
+    return [IngestResultOut.model_validate(r) for r in results]

@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
 from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
-from lookalike.catalog import Collection, Job
+from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_job
 from lookalike.catalog.repository import list_jobs as list_jobs_of
 from lookalike.core.errors import InvalidInput, NotFound
@@ -37,6 +37,7 @@ class PresignRequest(Strict):
 
 
 class PresignOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     key: str
     url: str
     method: str
@@ -51,6 +52,7 @@ class IngestRequest(Strict):
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     kind: str
     status: str
@@ -60,31 +62,18 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     result: dict[str, Any] | None = Field(
-        default=None, description="What a finished background job (a sweep, a recompute) found."
+        default=None,
+        validation_alias=AliasPath("params", "result"),
+        description="What a finished background job (a sweep, a recompute) found.",
     )
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        return cls(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            error=job.error,
-            image_id=job.image_id,
-            collection_id=job.collection_id,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            result=(job.params or {}).get("result"),
-        )
 
 
 @router.post("/api/images/presign", status_code=status.HTTP_201_CREATED)
 def presign(body: PresignRequest, rt: Runtime, caller: Caller) -> PresignOut:
     """A signed, expiring URL to PUT one image to; then POST /api/images/ingest with its key."""
     collection = svc.find_collection(rt, caller.tenant, body.collection)
-    p = presign_upload(rt.settings, caller, collection.id, filename=body.filename)
-    return PresignOut(
-        key=p.key, url=p.url, method=p.method, expires_at=p.expires_at, max_bytes=p.max_bytes
+    return PresignOut.model_validate(
+        presign_upload(rt.settings, caller, collection.id, filename=body.filename)
     )
 
 
@@ -135,7 +124,7 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
         rt, collection, [(target, IngestFile(staged.data, staged.filename, "api"))]
     )
     discard_upload(rt.settings, body.key)
-    return IngestResultOut.of(result)
+    return IngestResultOut.model_validate(result)
 
 
 @router.post(
@@ -179,7 +168,7 @@ async def batch(request: Request, rt: Runtime, caller: Caller) -> list[IngestRes
         ]
         return _results(rt, collection, items)
 
-    return [IngestResultOut.of(r) for r in await run_in_threadpool(run)]
+    return [IngestResultOut.model_validate(r) for r in await run_in_threadpool(run)]
 
 
 def _stem(filename: str | None) -> str:
@@ -192,7 +181,7 @@ def _stem(filename: str | None) -> str:
 @router.get("/api/jobs/{job_id}")
 def read_job(job_id: str, rt: Runtime, caller: Caller) -> JobOut:
     with rt.catalog.session() as session:
-        return JobOut.of(get_job(session, caller.tenant, job_id))
+        return JobOut.model_validate(get_job(session, caller.tenant, job_id))
 
 
 @router.get("/api/collections/{collection_id}/jobs")
@@ -208,4 +197,4 @@ def list_jobs(
     collection = svc.find_collection(rt, caller.tenant, collection_id)
     with rt.catalog.session() as session:
         jobs = list_jobs_of(session, collection.id, status=status_, limit=limit)
-        return [JobOut.of(j) for j in jobs]
+        return [JobOut.model_validate(j) for j in jobs]
