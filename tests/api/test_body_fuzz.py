@@ -770,6 +770,7 @@ def _run_sequences(api: Api, errors: ErrorLog) -> None:
         def teardown(self) -> None:
             with self._reported("after the last step"):
                 assert api.rt.ingest.wait_idle(timeout=60), "ingest still busy after 60 s"
+                assert api.rt.enrichment.wait_idle(timeout=60), "enrichment busy after 60 s"
                 assert len(errors.records) == self.first_error, errors.describe(self.first_error)
 
         @contextmanager

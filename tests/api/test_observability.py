@@ -144,7 +144,9 @@ def test_stage_timer_is_a_no_op_without_sinks() -> None:
     seen: list[tuple[str, str, float]] = []
 
     class Sink:
-        def observe_stage(self, operation: str, stage: str, seconds: float) -> None:
+        def observe_stage(
+            self, operation: str, stage: str, seconds: float, cpu_seconds: float | None = None
+        ) -> None:
             seen.append((operation, stage, seconds))
 
     sink = Sink()

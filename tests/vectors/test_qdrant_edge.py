@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from lookalike.core.errors import CollectionNotFound
 from lookalike.ingest.payload import PAYLOAD_INDEXES
 from lookalike.vectors.base import IndexSettings, Point, VectorSpec
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
@@ -51,3 +53,39 @@ def test_a_collection_that_churns_stays_the_size_of_what_it_holds(tmp_path: Path
         assert index.status("c").indexed_vectors == 100
         probe = unit(100, DIM)[7]
         assert index.search("c", "img", np.asarray(probe), limit=1)[0].id == keep[7]
+
+
+def test_a_collection_read_while_it_is_dropped_is_not_opened_again(tmp_path: Path) -> None:
+    """Readers and writers racing a drop get "not found", never a collection opened again from
+    files that are about to go (its close would then fail on the missing files)."""
+    index = QdrantEdgeIndex(tmp_path)
+    failures: list[BaseException] = []
+    for round_ in range(20):
+        name = ulids(1, start=round_)[0]
+        index.create_collection(name, [VectorSpec("v", DIM)], IndexSettings(), PAYLOAD_INDEXES)
+        ids = ulids(20, start=1000)
+        index.upsert(name, [Point(i, {"v": v}) for i, v in zip(ids, unit(20, DIM), strict=True)])
+        stop = threading.Event()
+
+        def hammer(name: str = name, ids: list[str] = ids, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                try:
+                    index.set_payload(name, ids[:3], {"nsfw": 0.5})
+                    index.retrieve(name, ids[:3])
+                except CollectionNotFound:
+                    pass
+                except BaseException as exc:  # anything else is the bug
+                    failures.append(exc)
+                    return
+
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        index.drop_collection(name)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not index.has_collection(name)
+    index.close()  # flushes whatever is open: nothing half-deleted
+    assert not failures, failures
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []

@@ -64,7 +64,9 @@ class Metrics:
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
 
-    def observe_stage(self, operation: str, stage: str, seconds: float) -> None:
+    def observe_stage(
+        self, operation: str, stage: str, seconds: float, cpu_seconds: float | None = None
+    ) -> None:
         self.stages.labels(operation, stage).observe(seconds)
 
     def render(self) -> bytes:

@@ -125,7 +125,11 @@ class CollectionOut(BaseModel):
     supports_text: bool
     vector_settings: dict[str, Any]
     created_at: datetime
-    counts: dict[str, int] | None = None
+    counts: dict[str, int] | None = Field(
+        default=None,
+        description="records, images, images_<status>, and images_enriching: images whose "
+        "enrichment stages have not all run yet.",
+    )
 
 
 class AnomalyScoresOut(BaseModel):
@@ -175,9 +179,19 @@ class ImageOut(BaseModel):
     nsfw_score: float | None
     anomaly: ImageAnomalyOut
     duplicate: DuplicateVerdictOut | None = Field(
-        default=None, description="The nearest image already in the collection at ingest."
+        default=None,
+        description="The nearest image already in the collection when it was added (null until "
+        "the duplicate stage has run, or when none is near).",
     )
     created_at: datetime
+    enrichment: dict[str, Literal["pending", "running", "done", "failed", "skipped"]] | None = (
+        Field(
+            default=None,
+            description="State of each enrichment stage (thumbnail, quality, nsfw, duplicate, "
+            "anomaly): the work done after the image is searchable. In `GET /api/images/{id}` "
+            "only; empty for images stored before stages existed.",
+        )
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -328,6 +342,13 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     collection: str
     model_id: str
+    unscored: dict[str, int] = Field(
+        default_factory=dict,
+        description="For each computed score the filter reads (quality, nsfw): how many images "
+        "of the collection have none yet (enrichment pending or failed, or scoring off). A "
+        "condition on a score leaves such images out.",
+    )
+    notes: list[str] = Field(default_factory=list, description="`unscored` in words.")
 
 
 # --- feedback ----------------------------------------------------------------

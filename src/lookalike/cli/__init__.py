@@ -36,6 +36,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 app.command()(serve.serve)
 app.command("embed-server")(serve.embed_server)
 app.command()(ingest.ingest)
+app.command()(ingest.enrich)
 app.command()(ingest.watch)
 app.command()(search.search)
 app.command()(anomalies.anomalies)

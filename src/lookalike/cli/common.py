@@ -55,7 +55,7 @@ def open_runtime(settings: Settings) -> Lookalike:
     return Lookalike(settings)
 
 
-def progress_bar() -> Progress:
+def progress_bar(*, quiet: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -64,6 +64,7 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=quiet,
     )
 
 

@@ -24,6 +24,7 @@ from lookalike.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from lookalike.composition import Lookalike
     from lookalike.ingest.pipeline import IngestResult
 
 
@@ -38,10 +39,21 @@ def ingest(
     ] = None,
     owner: Annotated[str, typer.Option(help="Owner of the new records.")] = "local",
     tenant: TenantOpt = DEFAULT_TENANT,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Also wait for enrichment (thumbnails, scores, duplicate verdicts)."
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Add images; creates the collection if needed; one record per file unless --record."""
+    """Add images; creates the collection if needed; one record per file unless --record.
+
+    Returns once every image is searchable. Enrichment (thumbnail, quality and NSFW scores,
+    duplicate verdict, anomaly scores) runs after that, in the background of this command and
+    of a running server; the command says how much is still queued, and --wait waits for it.
+    """
     from lookalike.ingest.pipeline import iter_image_files
     from lookalike.records.service import get_or_create_collection
 
@@ -67,16 +79,76 @@ def ingest(
                 coll, paths, owner=owner, record_name=record, tags=tags or [], on_result=seen
             )
         elapsed = time.monotonic() - started
+        if wait:
+            wait_for_enrichment(rt, coll.id, quiet=json_out)
+        queued = rt.enrichment.queue.images_outstanding(coll.id)
     if json_out:
-        out.print_json(json.dumps({"results": [r.__dict__ for r in results]}))
+        out.print_json(
+            json.dumps({"results": [r.__dict__ for r in results], "enrichment_queued": queued})
+        )
     else:
         console.print(
             f"added {counts['added']}, skipped as duplicate {counts['duplicate']}, "
-            f"rejected {counts['rejected']} in {elapsed:.1f} s"
+            f"rejected {counts['rejected']} in {elapsed:.1f} s; all searchable"
         )
         for name, reason in rejected:
             console.print(f"  [yellow]rejected[/yellow] {name}: {reason}")
+        if queued:
+            console.print(
+                f"{queued} image{'s' if queued != 1 else ''} still to enrich (thumbnails, "
+                "scores, duplicate verdicts): a running `lookalike serve` or `lookalike enrich` "
+                "finishes them; `lookalike ingest --wait` waits for them"
+            )
     if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
+        raise typer.Exit(1)
+
+
+def wait_for_enrichment(rt: Lookalike, collection_id: str | None, *, quiet: bool = False) -> None:
+    """Run the enrichment stages until none is left (in `collection_id`, or anywhere), with a
+    progress bar of images."""
+    queue = rt.enrichment.queue
+    total = queue.images_outstanding(collection_id)
+    if not total:
+        return
+    started = time.monotonic()
+    with progress_bar(quiet=quiet) as progress:
+        task = progress.add_task("enrich", total=total, rate="")
+        while left := queue.images_outstanding(collection_id):
+            if rt.enrichment.running:
+                rt.enrichment.wake()
+                time.sleep(0.2)
+            else:
+                rt.enrichment.run_once()
+            done = max(total - left, 0)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, completed=done, rate=f"{rate:.1f} img/s")
+        progress.update(task, completed=total)
+
+
+def enrich(
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Only this collection's images.")
+    ] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    data_dir: DataDir = None,
+) -> None:
+    """Run every queued enrichment stage (thumbnails, scores, duplicate verdicts), then exit."""
+    from lookalike.records.service import find_collection
+
+    with open_runtime(load_settings(data_dir)) as rt:
+        collection_id = find_collection(rt, tenant, collection).id if collection else None
+        wait_for_enrichment(rt, collection_id)
+        counts = rt.enrichment.queue.counts(collection_id)
+    failed = sum(by_status.get("failed", 0) for by_status in counts.values())
+    console.print(
+        "enrichment done: "
+        + ", ".join(
+            f"{stage} {by_status.get('done', 0)}"
+            + (f" ({by_status['failed']} failed)" if by_status.get("failed") else "")
+            for stage, by_status in sorted(counts.items())
+        )
+    )
+    if failed:
         raise typer.Exit(1)
 
 

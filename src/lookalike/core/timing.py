@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 
 class StageSink(Protocol):
-    def observe_stage(self, operation: str, stage: str, seconds: float) -> None: ...
+    def observe_stage(
+        self, operation: str, stage: str, seconds: float, cpu_seconds: float | None = None
+    ) -> None:
+        """`seconds` of wall time; `cpu_seconds` of the measuring thread's CPU time, when known."""
 
 
 # A tuple swapped whole under the lock: readers on the hot path never lock.
@@ -54,15 +57,17 @@ class _NoTimer:
 
 
 class _Timer:
-    __slots__ = ("_operation", "_stage", "_start")
+    __slots__ = ("_cpu_start", "_operation", "_stage", "_start")
 
     def __init__(self, operation: str, stage: str) -> None:
         self._operation = operation
         self._stage = stage
         self._start = 0.0
+        self._cpu_start = 0.0
 
     def __enter__(self) -> None:
         self._start = time.perf_counter()
+        self._cpu_start = time.thread_time()
 
     def __exit__(
         self,
@@ -70,7 +75,12 @@ class _Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        record_stage(self._operation, self._stage, time.perf_counter() - self._start)
+        record_stage(
+            self._operation,
+            self._stage,
+            time.perf_counter() - self._start,
+            time.thread_time() - self._cpu_start,
+        )
 
 
 _NO_TIMER = _NoTimer()
@@ -86,10 +96,12 @@ def timed(operation: str, stage: str) -> _Timer | _NoTimer:
     return _Timer(operation, stage)
 
 
-def record_stage(operation: str, stage: str, seconds: float) -> None:
+def record_stage(
+    operation: str, stage: str, seconds: float, cpu_seconds: float | None = None
+) -> None:
     """Report a duration measured elsewhere (a batch, say) to every sink."""
     for sink in _sinks:
         try:
-            sink.observe_stage(operation, stage, seconds)
+            sink.observe_stage(operation, stage, seconds, cpu_seconds)
         except Exception:  # metrics must never break the work they measure
             log.exception("stage sink %r failed", sink)

@@ -217,6 +217,16 @@ class StageQueue:
         with self.catalog.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
+    def images_outstanding(self, collection_id: str | None = None) -> int:
+        """Images with a stage still to run, in one collection or all."""
+        query = select(func.count(func.distinct(ImageStage.image_id))).where(
+            ImageStage.status.in_((PENDING, RUNNING))
+        )
+        if collection_id is not None:
+            query = query.where(ImageStage.collection_id == collection_id)
+        with self.catalog.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
     def counts(self, collection_id: str | None = None) -> dict[str, dict[str, int]]:
         """{stage: {status: rows}}."""
         query = select(ImageStage.stage, ImageStage.status, func.count()).group_by(

@@ -468,8 +468,9 @@ class IngestPipeline:
                 f"{size} bytes is over the limit of {settings.max_image_bytes} bytes "
                 "(LOOKALIKE_MAX_IMAGE_BYTES)"
             )
-        sha = sha256_hex(file.data)
-        with self.catalog.engine.begin() as conn:
+        with timed("ingest", "sha256"):
+            sha = sha256_hex(file.data)
+        with timed("ingest", "duplicate_check"), self.catalog.engine.begin() as conn:
             existing = conn.execute(
                 select(Image.id, Image.record_id, Image.status).where(
                     Image.collection_id == collection.id, Image.sha256 == sha
@@ -519,7 +520,7 @@ class IngestPipeline:
             # finds a pending job (and fails it clearly if the original never reached the store).
             # Core statements rather than ORM units of work: this runs once per image.
             try:
-                with timed("ingest", "catalog"), self.catalog.engine.begin() as conn:
+                with timed("ingest", "catalog_row"), self.catalog.engine.begin() as conn:
                     record = records.resolve(conn, collection, target)
                     row["record_id"] = record["id"]
                     conn.execute(insert(Image).values(row))
@@ -708,7 +709,7 @@ class IngestPipeline:
             return
         now = utcnow()
         stages = self.enrichment.stage_names if self.enrichment is not None else []
-        with timed("ingest", "catalog"), self.catalog.engine.begin() as conn:
+        with timed("ingest", "catalog_embedded"), self.catalog.engine.begin() as conn:
             conn.execute(
                 update(Image)
                 .where(Image.id.in_(ids))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from lookalike.catalog import Catalog, Collection, Image, Record
+from lookalike.catalog import Catalog, Collection, Image, ImageStage, Record
 from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import (
     get_collection,
@@ -192,8 +192,14 @@ def all_collections(rt: Services, tenant: str) -> Sequence[Collection]:
 
 
 def collection_counts(rt: Services, collection_id: str) -> dict[str, int]:
-    """Records, and images by status."""
+    """Records, images by status, and images whose enrichment is not finished."""
     with rt.catalog.session() as session:
+        enriching = session.scalar(
+            select(func.count(func.distinct(ImageStage.image_id))).where(
+                ImageStage.collection_id == collection_id,
+                ImageStage.status.in_(("pending", "running")),
+            )
+        )
         records = session.scalar(
             select(func.count()).select_from(Record).where(Record.collection_id == collection_id)
         )
@@ -208,6 +214,7 @@ def collection_counts(rt: Services, collection_id: str) -> dict[str, int]:
         "records": int(records or 0),
         "images": sum(int(v) for v in by_status.values()),
         **{f"images_{k}": int(v) for k, v in by_status.items()},
+        "images_enriching": int(enriching or 0),
     }
 
 

@@ -43,6 +43,10 @@ class RangeBounds(BaseModel):
     lte: float | datetime | None = None
 
 
+# Payload fields filled in by an enrichment stage after an image is searchable, by stage.
+SCORE_FIELDS = {"quality": "quality", "nsfw": "nsfw"}
+
+
 class FieldCondition(BaseModel):
     """One condition on one payload field: exactly one of `match`, `any`, `range`, `is_empty`.
 
@@ -125,6 +129,18 @@ class BoolFilter(BaseModel):
             raise ValueError(f"a filter has at most {MAX_CONDITIONS} conditions")
         return total
 
+    def keys(self) -> set[str]:
+        """The payload fields the tree's conditions read (iteratively: the tree may be deep)."""
+        found: set[str] = set()
+        stack: list[FieldCondition | BoolFilter] = [self]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, BoolFilter):
+                stack.extend((*node.must, *node.should, *node.must_not))
+            else:
+                found.add(node.key)
+        return found
+
 
 class SearchFilters(BaseModel):
     """Payload filters; every given field must hold (AND).
@@ -185,6 +201,17 @@ class SearchFilters(BaseModel):
         if self.created_after and self.created_before and self.created_after > self.created_before:
             raise ValueError("created_after is later than created_before")
         return self
+
+    def score_fields(self) -> set[str]:
+        """The computed scores (`quality`, `nsfw`) this filter reads. An image whose score is not
+        computed yet (its enrichment stage is pending) or not at all has no such payload field,
+        so any condition on it leaves the image out; the search says how many that is."""
+        keys = BoolFilter(must=self.must, should=self.should, must_not=self.must_not).keys()
+        if self.min_quality is not None:
+            keys.add("quality")
+        if self.max_nsfw is not None:
+            keys.add("nsfw")
+        return keys & set(SCORE_FIELDS)
 
     def to_vector_filter(self) -> Filter | None:
         must: list[Condition] = []

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import func, select
 
-from lookalike.catalog import Collection
+from lookalike.catalog import Collection, Image
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
 from lookalike.core.errors import CollectionNotFound, InvalidInput
 from lookalike.core.timing import timed
@@ -228,3 +229,34 @@ def _explain_missing_vector(
         f"image {image_id!r} has no vector yet (it is {image.status}); "
         "check its status with GET /api/images/{id}"
     )
+
+
+def unscored(rt: Services, collection: Collection, filters: SearchFilters | None) -> dict[str, int]:
+    """For each computed score the filters read: how many searchable images of the collection
+    have none yet (their enrichment is pending, failed, or switched off), and so are left out
+    by any condition on it. Empty when the filters read no score or every image has one."""
+    fields = filters.score_fields() if filters else set()
+    columns = {"quality": Image.quality_score, "nsfw": Image.nsfw_score}
+    out: dict[str, int] = {}
+    with rt.catalog.session() as session:
+        for field in sorted(fields):
+            count = session.scalar(
+                select(func.count()).where(
+                    Image.collection_id == collection.id,
+                    Image.status == "embedded",
+                    columns[field].is_(None),
+                )
+            )
+            if count:
+                out[field] = int(count)
+    return out
+
+
+def unscored_notes(counts: dict[str, int]) -> list[str]:
+    """`unscored` in words, for people."""
+    return [
+        f"{n} image{'s' if n != 1 else ''} of this collection {'have' if n != 1 else 'has'} no "
+        f"{field} score yet (still being enriched, or not scored) and "
+        f"{'are' if n != 1 else 'is'} left out by the filter on {field}"
+        for field, n in counts.items()
+    ]

@@ -137,6 +137,7 @@ class QdrantEdgeIndex(VectorIndex):
         self._full_scan_points = full_scan_points
         self._registry = threading.Lock()
         self._collections: dict[str, _Collection] = {}
+        self._dropping: set[str] = set()
         self._closed = False
 
     # --- collections ----------------------------------------------------------
@@ -196,15 +197,22 @@ class QdrantEdgeIndex(VectorIndex):
         with self._registry:
             self._check_open()
             coll = self._collections.pop(collection, None)
-        if coll is not None:
-            self._close_collection(coll)
-        with self._registry:
-            path = self._root / collection
-            if not path.exists():
-                return
-            # Out of sight first, so a half-deleted directory never reads as a collection.
-            trash = self._root / f".dropped-{uuid.uuid4().hex}"
-            path.rename(trash)
+            # Until its directory is out of sight, no other thread may open it again from disk
+            # (it would hold a shard whose files are about to go).
+            self._dropping.add(collection)
+        try:
+            if coll is not None:
+                self._close_collection(coll)
+            with self._registry:
+                path = self._root / collection
+                if not path.exists():
+                    return
+                # Out of sight first, so a half-deleted directory never reads as a collection.
+                trash = self._root / f".dropped-{uuid.uuid4().hex}"
+                path.rename(trash)
+        finally:
+            with self._registry:
+                self._dropping.discard(collection)
         shutil.rmtree(trash, ignore_errors=True)
 
     def has_collection(self, collection: str) -> bool:
@@ -212,6 +220,8 @@ class QdrantEdgeIndex(VectorIndex):
             return False
         with self._registry:
             self._check_open()
+            if collection in self._dropping:
+                return False
             return collection in self._collections or (self._root / collection / _META).exists()
 
     def vector_specs(self, collection: str) -> list[VectorSpec]:
@@ -452,7 +462,7 @@ class QdrantEdgeIndex(VectorIndex):
             coll = self._collections.get(collection)
             if coll is not None:
                 return coll
-            if not _NAME.match(collection):
+            if not _NAME.match(collection) or collection in self._dropping:
                 raise CollectionNotFound(f"no collection {collection!r}")
             meta = self._read_meta(collection)
             if meta is None:

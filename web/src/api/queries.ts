@@ -223,6 +223,11 @@ export function useImage(id: string | undefined) {
     queryKey: keys.image(id ?? ""),
     queryFn: () => unwrap(api.GET("/api/images/{image_id}", { params: { path: { image_id: id! } } })),
     enabled: Boolean(id),
+    // Until its enrichment has run, the image gains a thumbnail, scores and a verdict: look again.
+    refetchInterval: (query) => {
+      const stages = Object.values(query.state.data?.enrichment ?? {});
+      return stages.some((s) => s === "pending" || s === "running") ? 2000 : false;
+    },
   });
 }
 

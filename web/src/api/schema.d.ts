@@ -914,7 +914,10 @@ export interface components {
         };
         /** CollectionOut */
         CollectionOut: {
-            /** Counts */
+            /**
+             * Counts
+             * @description records, images, images_<status>, and images_enriching: images whose enrichment stages have not all run yet.
+             */
             counts?: {
                 [key: string]: number;
             } | null;
@@ -1155,8 +1158,15 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
-            /** @description The nearest image already in the collection at ingest. */
+            /** @description The nearest image already in the collection when it was added (null until the duplicate stage has run, or when none is near). */
             duplicate?: components["schemas"]["DuplicateVerdictOut"] | null;
+            /**
+             * Enrichment
+             * @description State of each enrichment stage (thumbnail, quality, nsfw, duplicate, anomaly): the work done after the image is searchable. In `GET /api/images/{id}` only; empty for images stored before stages existed.
+             */
+            enrichment?: {
+                [key: string]: "pending" | "running" | "done" | "failed" | "skipped";
+            } | null;
             /** Error */
             error: string | null;
             /** Filename */
@@ -1611,6 +1621,18 @@ export interface components {
             hits: components["schemas"]["HitOut"][];
             /** Model Id */
             model_id: string;
+            /**
+             * Notes
+             * @description `unscored` in words.
+             */
+            notes?: string[];
+            /**
+             * Unscored
+             * @description For each computed score the filter reads (quality, nsfw): how many images of the collection have none yet (enrichment pending or failed, or scoring off). A condition on a score leaves such images out.
+             */
+            unscored?: {
+                [key: string]: number;
+            };
         };
         /** SessionOut */
         SessionOut: {

@@ -34,6 +34,20 @@ function Row({ label, children }: { label: string; children: ReactNode }) {
   );
 }
 
+/** A stage that has not run yet (or is running). */
+function isUnfinished(state: string | undefined): boolean {
+  return state === "pending" || state === "running";
+}
+
+/** A computed score, or why there is none yet. */
+function scoreOrState(score: number | null | undefined, state: string | undefined): string {
+  if (score !== null && score !== undefined) return formatScore(score);
+  if (isUnfinished(state)) return "not computed yet";
+  if (state === "failed") return "failed";
+  if (state === "skipped") return "not scored";
+  return formatScore(score);
+}
+
 const tierLabel: Record<string, string> = {
   exact: "Exact duplicate",
   near_exact: "Near-exact duplicate",
@@ -193,18 +207,33 @@ export function DetailPanel({
             <Row label="Size">
               {image.data.width}×{image.data.height} · {image.data.mime} · {formatBytes(image.data.bytes)}
             </Row>
-            <Row label="Quality">{formatScore(image.data.quality_score)}</Row>
-            <Row label="NSFW">{formatScore(image.data.nsfw_score)}</Row>
+            <Row label="Quality">{scoreOrState(image.data.quality_score, image.data.enrichment?.quality)}</Row>
+            <Row label="NSFW">{scoreOrState(image.data.nsfw_score, image.data.enrichment?.nsfw)}</Row>
             <Row label="pHash">
               <span className="font-mono text-xs">{image.data.phash ?? "–"}</span>
             </Row>
             <Row label="Added">{formatDate(image.data.created_at)}</Row>
+            {image.data.enrichment && Object.keys(image.data.enrichment).length > 0 ? (
+              <Row label="Enrichment">
+                <span className="inline-flex flex-wrap justify-end gap-1" aria-label="Enrichment stages">
+                  {Object.entries(image.data.enrichment).map(([stage, state]) => (
+                    <StatusBadge key={stage} status={`${stage}: ${state}`} tone={state} />
+                  ))}
+                </span>
+              </Row>
+            ) : null}
           </dl>
         ) : null}
       </Section>
 
       <Section title="Duplicate verdict">
-        {image.data ? <DuplicateVerdictView verdict={image.data.duplicate} onOpen={onOpenImage} /> : <Skeleton className="h-6" />}
+        {!image.data ? (
+          <Skeleton className="h-6" />
+        ) : isUnfinished(image.data.enrichment?.duplicate) ? (
+          <p className="text-sm text-slate-500">Not checked yet: the image is searchable, its duplicate check is queued.</p>
+        ) : (
+          <DuplicateVerdictView verdict={image.data.duplicate} onOpen={onOpenImage} />
+        )}
       </Section>
 
       <Section title="Feedback">

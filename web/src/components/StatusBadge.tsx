@@ -10,12 +10,14 @@ const tones: Record<string, Tone> = {
   duplicate: "blue",
   failed: "red",
   rejected: "red",
+  skipped: "slate",
 };
 
-/** An image's embedding status, a job's status, or an ingest outcome. */
-export function StatusBadge({ status, title }: { status: string; title?: string | undefined }) {
+/** An image's embedding status, a job's or an enrichment stage's status, or an ingest outcome;
+ * `tone` names the status to colour by when the label says more than the status. */
+export function StatusBadge({ status, title, tone }: { status: string; title?: string | undefined; tone?: string }) {
   return (
-    <Badge tone={tones[status] ?? "slate"}>
+    <Badge tone={tones[tone ?? status] ?? "slate"}>
       <span title={title}>{status}</span>
     </Badge>
   );

@@ -25,7 +25,9 @@ _IMMUTABLE = {
 @router.get("/{image_id}")
 def read_image(image_id: str, rt: Runtime, caller: Caller) -> ImageOut:
     with rt.catalog.session() as session:
-        return ImageOut.model_validate(get_image(session, caller.tenant, image_id))
+        image = ImageOut.model_validate(get_image(session, caller.tenant, image_id))
+    states = rt.enrichment.queue.of_image(image.id)
+    return image.model_copy(update={"enrichment": states})
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response)

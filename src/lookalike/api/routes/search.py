@@ -11,7 +11,7 @@ from lookalike.api.forms import FILE_SCHEMA, openapi_body
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.core.errors import InvalidInput
 from lookalike.records.service import find_collection
-from lookalike.search.service import search_similar
+from lookalike.search.service import search_similar, unscored, unscored_notes
 from lookalike.serving.bodies import is_multipart, json_body, json_field, validate
 
 router = APIRouter(prefix="/api/search", tags=["search"])
@@ -75,10 +75,13 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             phash_gate=body.phash_gate,
             use_crops=body.use_crops,
         )
+        missing = unscored(rt, collection, body.filter)
         return SearchResponse(
             hits=[HitOut.model_validate(h) for h in hits],
             collection=collection.id,
             model_id=collection.model_id,
+            unscored=missing,
+            notes=unscored_notes(missing),
         )
 
     return await run_in_threadpool(run)
