@@ -63,7 +63,10 @@ def model_export(
     ] = "laion2b_s34b_b79k",
     name: Annotated[str | None, typer.Option(help="Model name in the manifest.")] = None,
 ) -> None:
-    """Export an open_clip model as a model directory (needs `pip install "lookalike\\[export]"`)."""
+    """Export an open_clip model as a model directory.
+
+    Needs torch and open_clip: `pip install "lookalike\\[export]"`.
+    """
     from lookalike.embedding.export import export_open_clip
 
     path = export_open_clip(
