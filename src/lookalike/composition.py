@@ -68,7 +68,13 @@ class Lookalike:
             if self.settings.nsfw:
                 detector = shared_detector(self.settings.nsfw_threads)
                 self.enrichment.register(
-                    NsfwStage(self.catalog, self.vectors, self.models, detector)
+                    NsfwStage(
+                        self.catalog,
+                        self.vectors,
+                        self.models,
+                        detector,
+                        cache_dir=self.settings.models_dir / ".prompts",
+                    )
                 )
             self.enrichment.register(DuplicateStage(self.catalog, self.vectors))
             self.jobs.register(SWEEP_JOB, sweep_job(self))

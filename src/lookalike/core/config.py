@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         "detector of the `nudenet` package (about 30 ms of one core per image).",
     )
     nsfw_threads: int = Field(
-        default=1,
+        default=2,
         ge=1,
         le=64,
         description="ONNX Runtime threads of the NudeNet detector (image-only models); it runs "

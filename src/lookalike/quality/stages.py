@@ -8,9 +8,13 @@ call); with an image-only model, the NudeNet detector runs on the batch's pixels
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -18,6 +22,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Table, bindparam, update
 
 from lookalike.catalog import Catalog, Collection, Image
+from lookalike.embedding.base import Embedder
 from lookalike.embedding.models import Models
 from lookalike.enrichment.runner import StageBatch
 from lookalike.quality.nsfw import INPUT_SIZE, NsfwDetector
@@ -98,12 +103,21 @@ class NsfwStage:
     name = "nsfw"
 
     def __init__(
-        self, catalog: Catalog, vectors: VectorIndex, models: Models, detector: NsfwDetector
+        self,
+        catalog: Catalog,
+        vectors: VectorIndex,
+        models: Models,
+        detector: NsfwDetector,
+        *,
+        cache_dir: Path | None = None,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
         self.models = models
         self.detector = detector
+        # The prompts' embeddings per model, kept here across processes (a second or more of
+        # text-tower time for a ViT-B/32 on a small CPU, every time a process starts otherwise).
+        self.cache_dir = cache_dir
         self._prompts: dict[str, NDArray[np.float32]] = {}
         self._lock = threading.Lock()
 
@@ -139,9 +153,28 @@ class NsfwStage:
         with self._lock:
             found = self._prompts.get(embedder.model_id)
             if found is None:
-                found = embedder.embed_texts([*UNSAFE_PROMPTS, *SAFE_PROMPTS])
+                found = self._cached(embedder)
                 self._prompts[embedder.model_id] = found
             return found
+
+    def _cached(self, embedder: Embedder) -> NDArray[np.float32]:
+        prompts = [*UNSAFE_PROMPTS, *SAFE_PROMPTS]
+        digest = hashlib.sha256("\n".join([embedder.model_id, *prompts]).encode()).hexdigest()
+        path = self.cache_dir / f"nsfw-prompts-{digest[:24]}.npy" if self.cache_dir else None
+        if path is not None and path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                stored: NDArray[np.float32] = np.load(path, allow_pickle=False)
+                if stored.shape == (len(prompts), embedder.dim):
+                    return stored
+        vectors = embedder.embed_texts(prompts)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f".{path.name}.{os.getpid()}")
+                with partial.open("wb") as out:
+                    np.save(out, vectors, allow_pickle=False)
+                os.replace(partial, path)
+        return vectors
 
     def _from_embeddings(self, batch: StageBatch) -> dict[str, float | None]:
         prompts = self.prompt_vectors(batch.collection)
