@@ -1,7 +1,7 @@
 """Ingest throughput against the models alone, and the CPU it spends outside them.
 
     python bench/ingest.py [--n 200] [--size 640x480] [--model efficientnet-lite0] [--batch 16]
-                           [--workers 4] [--camera 24] [--no-nsfw] [--crops]
+                           [--workers 4] [--processes -1] [--camera 24] [--no-nsfw] [--crops]
                            [--markdown docs/benchmarks.md]
 
 One run, every figure from the same images on the same machine, so the ratios hold even when the
@@ -21,7 +21,8 @@ machine is shared:
   stage's thread CPU time). Targets: <= 5 ms per 640x480 JPEG, <= 15 ms per 12-megapixel JPEG
   (`--camera N` adds N 4000x3000 camera JPEGs with EXIF as a second size).
 
-`--markdown PATH` writes the table into PATH between the `<!-- bench/ingest.py -->` markers.
+`--markdown PATH` writes the table into PATH between the `<!-- bench/ingest.py MODEL -->` markers
+(appended when there are none yet).
 """
 
 from __future__ import annotations
@@ -46,10 +47,9 @@ from lookalike.core.timing import add_stage_sink, remove_stage_sink
 from lookalike.demo.samples import sample_photos
 from lookalike.imaging import decode_image
 from lookalike.ingest.pipeline import IngestFile, NewRecord
+from lookalike.ingest.prepare import processes_for
 from lookalike.quality.nsfw import detector_input, shared_detector
 from lookalike.records.service import VectorOptions, create_collection
-
-MARKER = "<!-- bench/ingest.py -->"
 
 
 def generate_images(
@@ -117,6 +117,7 @@ def _settings(tmp: Path, args: argparse.Namespace, **overrides: object) -> Setti
         "model_download": False,
         "embed_batch_size": args.batch,
         "ingest_workers": args.workers,
+        "ingest_processes": args.processes,
         "auth": "off",
         "nsfw": args.nsfw,
         **overrides,
@@ -214,7 +215,8 @@ def report(all_figures: list[Figures], args: argparse.Namespace) -> str:
         f"`python bench/ingest.py --n {args.n} --size {args.size} --camera {args.camera} "
         f"--model {args.model}{'' if args.nsfw else ' --no-nsfw'}"
         f"{' --crops' if args.crops else ''}`, one run, {sys.platform}, "
-        f"batch {args.batch}, {args.workers} prepare threads.",
+        f"batch {args.batch}, {args.workers} prepare threads, "
+        f"{processes_for(args.processes)} prepare processes.",
         "",
         "| images | model | model alone img/s | searchable img/s | ratio | models bound img/s "
         "| fully enriched img/s | ratio |",
@@ -255,10 +257,11 @@ def report(all_figures: list[Figures], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, table: str) -> None:
+def write_markdown(path: Path, table: str, model: str) -> None:
+    marker = f"<!-- bench/ingest.py {model} -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{MARKER}\n{table}\n{MARKER}"
-    pattern = re.compile(re.escape(MARKER) + r".*?" + re.escape(MARKER), re.S)
+    block = f"{marker}\n{table}\n{marker}"
+    pattern = re.compile(re.escape(marker) + r".*?" + re.escape(marker), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
     path.write_text(text)
 
@@ -273,6 +276,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--workers", type=int, default=4, help="prepare threads")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=-1,
+        help="prepare worker processes (LOOKALIKE_INGEST_PROCESSES; -1 = cores to spare)",
+    )
     parser.add_argument(
         "--no-nsfw", dest="nsfw", action="store_false", help="no NSFW scores at all"
     )
@@ -297,7 +306,7 @@ def main() -> None:
     table = report(all_figures, args)
     print(table)
     if args.markdown:
-        write_markdown(args.markdown, table)
+        write_markdown(args.markdown, table, args.model)
         print(f"written to {args.markdown}")
 
 

@@ -6,6 +6,7 @@ The API server, the CLI and the tests all open one of these on a data directory.
 from __future__ import annotations
 
 import logging
+import os
 from types import TracebackType
 
 from lookalike.anomalies.queue import AnomalyScorer
@@ -16,6 +17,7 @@ from lookalike.dedup.verdicts import DuplicateStage
 from lookalike.embedding import Models
 from lookalike.enrichment.runner import EnrichmentRunner
 from lookalike.ingest.pipeline import IngestPipeline
+from lookalike.ingest.prepare import processes_for
 from lookalike.jobs.runner import JobRunner
 from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
@@ -42,7 +44,7 @@ class Lookalike:
             self.catalog = Catalog(self.settings.catalog_url)
             self.catalog.migrate()
             self.blobs: BlobStore = LocalBlobStore(self.settings.blobs_dir)
-            self.models = Models(self.settings)
+            self.models = Models(_share_cores(self.settings))
             self.collection_cache = CollectionCache()
             # What happens to an image after it is searchable, stage by stage, in this order.
             self.enrichment = EnrichmentRunner(
@@ -110,3 +112,13 @@ class Lookalike:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _share_cores(settings: Settings) -> Settings:
+    """With ingest worker processes, the model's threads take the remaining cores rather than
+    all of them (ONNX Runtime's default), so the two do not fight over the same ones."""
+    processes = processes_for(settings.ingest_processes)
+    if not processes or settings.embed_threads:
+        return settings
+    cores = os.cpu_count() or 1
+    return settings.model_copy(update={"embed_threads": max(1, cores - processes)})

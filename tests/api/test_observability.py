@@ -103,7 +103,7 @@ def test_metrics_count_requests_by_route_template_and_stage(
     assert _value(m, stage, operation="search", stage="catalog") >= 4
     assert _value(m, stage, operation="search", stage="decode") >= 1
     assert _value(m, stage, operation="search", stage="embed") >= 1
-    for name in ("decode", "embed", "vector_upsert", "catalog", "blob_store"):
+    for name in ("decode", "embed", "vector_upsert", "catalog_row", "blob_store"):
         assert _value(m, stage, operation="ingest", stage=name) >= 1, name
 
     assert ("lookalike_ingest_queue_depth", frozenset()) in m

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
         default=4, ge=1, le=32, description="Prepare threads (decode, hash, model input, writes)."
     )
 
+    ingest_processes: int = Field(
+        default=-1,
+        ge=-1,
+        le=64,
+        description="Worker processes that decode and prepare images beside the prepare "
+        "threads (the interpreter lock keeps threads on one core): -1 = the cores to spare on "
+        "a machine with more than 4 (cores - 2), 0 = none. With processes and "
+        "LOOKALIKE_EMBED_THREADS=0 the model gets the other cores.",
+    )
+
     # Enrichment (lookalike.enrichment): the stages that run after an image is searchable.
     enrichment: bool = Field(
         default=True,

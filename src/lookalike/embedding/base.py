@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from lookalike.core.errors import InvalidInput
+from lookalike.embedding.model_dir import PreprocessConfig
 
 Vectors = NDArray[np.float32]
 
@@ -28,6 +29,9 @@ class Embedder(ABC):
     supports_text: bool
     # Side of the square model input: callers may decode images down to about this size.
     input_size: int
+    # How `preprocess` turns an image into the model input, so that another process can do the
+    # same (bulk ingest's worker processes).
+    preprocess_config: PreprocessConfig
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> NDArray[np.float32]:

@@ -72,6 +72,7 @@ class ImageEmbedder(Embedder):
         self.threads = threads
         self.text_hint = text_hint or text_search_hint()
         self.input_size = manifest.preprocess.size
+        self.preprocess_config = manifest.preprocess
         self._preprocessor = ImagePreprocessor(manifest.preprocess)
         self._lock = threading.Lock()
         self._visual: OrtSession | None = None

@@ -55,8 +55,15 @@ from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
 from lookalike.enrichment.queue import StageQueue
 from lookalike.enrichment.runner import EnrichmentRunner
-from lookalike.imaging import decode_image, phash_hex, sha256_hex
+from lookalike.imaging import decode_image, sha256_hex
 from lookalike.ingest.payload import image_payload
+from lookalike.ingest.prepare import (
+    DecodeLimits,
+    Prepared,
+    PreparePool,
+    prepare_pixels,
+    processes_for,
+)
 from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
@@ -231,6 +238,12 @@ class IngestPipeline:
         self.embedder_for = embedder_for
         # None when LOOKALIKE_CLAMD_URL is unset: no virus scan.
         self.virus_scanner = ClamdScanner.from_settings(settings)
+        self._limits = DecodeLimits(
+            settings.max_image_bytes, settings.max_image_pixels, settings.max_aspect_ratio
+        )
+        # Bulk mode on a machine with cores to spare: decode and prepare in worker processes.
+        processes = processes_for(settings.ingest_processes)
+        self._processes = PreparePool(processes) if processes else None
         self._queue: queue.Queue[_Prepared | object] = queue.Queue(maxsize=settings.queue_size)
         self._pool = ThreadPoolExecutor(
             settings.ingest_workers, thread_name_prefix="ingest", initializer=_yield_to_model
@@ -270,6 +283,8 @@ class IngestPipeline:
             self._write_thread.join()
         self._embed_thread = self._write_thread = None
         self._pool.shutdown(wait=True)
+        if self._processes is not None:
+            self._processes.close()
 
     def pause(self) -> None:
         """Stop embedding after the current batch; work is accepted until the queue is full."""
@@ -277,6 +292,11 @@ class IngestPipeline:
 
     def unpause(self) -> None:
         self._unpaused.set()
+
+    @property
+    def prepare_processes(self) -> int:
+        """Worker processes that decode and prepare images (0: the prepare threads do)."""
+        return self._processes.processes if self._processes is not None else 0
 
     @property
     def queue_depth(self) -> int:
@@ -483,19 +503,11 @@ class IngestPipeline:
             return IngestResult(file.filename, "duplicate", existing.id, existing.record_id), None
         self._scan_for_viruses(file, sha)
 
-        with timed("ingest", "decode"):
-            decoded = decode_image(
-                file.data,
-                max_bytes=settings.max_image_bytes,
-                max_pixels=settings.max_image_pixels,
-                max_aspect_ratio=settings.max_aspect_ratio,
-                reduce_for=self._working_size(embedder, collection),
-            )
-        with timed("ingest", "phash"):
-            phash = phash_hex(decoded.image)
-        with timed("ingest", "preprocess"):
-            tensor = embedder.preprocess(decoded.image)
-        crops = self._crops(collection, embedder, decoded.image)
+        decoded = self._prepare_pixels(file.data, collection, embedder)
+        phash, tensor = decoded.phash, decoded.tensor
+        crops = (
+            self._crops(collection, embedder, decoded.image) if decoded.image is not None else None
+        )
 
         image_id = new_id()
         job_id = new_id()
@@ -590,6 +602,22 @@ class IngestPipeline:
             "and quarantined, and nothing was stored",
             signature=signature,
         )
+
+    def _prepare_pixels(self, data: bytes, collection: Collection, embedder: Embedder) -> Prepared:
+        """Decode, pHash and model input: in a worker process when there is a pool (and the
+        collection needs no crops, which need the decoded image here), else in this thread."""
+        with_crops = uses_crops(collection.vector_settings)
+        args = (
+            data,
+            self._limits,
+            self._working_size(embedder, collection),
+            embedder.preprocess_config,
+            embedder.name,
+        )
+        if self._processes is not None and not with_crops:
+            with timed("ingest", "prepare_in_process"):
+                return self._processes.prepare(*args)
+        return prepare_pixels(*args, keep_image=with_crops)
 
     def _working_size(self, embedder: Embedder, collection: Collection) -> int:
         """Decode JPEGs only as large as the model input needs (shorter side >= its size).
