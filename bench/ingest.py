@@ -1,11 +1,12 @@
 """Ingest throughput against the models alone, and the CPU it spends outside them.
 
     python bench/ingest.py [--n 200] [--size 640x480] [--model efficientnet-lite0] [--batch 16]
-                           [--workers 4] [--processes -1] [--camera 24] [--no-nsfw] [--crops]
+                           [--workers 4] [--processes -1] [--camera 24] [--repeat 2]
+                           [--no-nsfw] [--crops]
                            [--markdown docs/benchmarks.md]
 
-One run, every figure from the same images on the same machine, so the ratios hold even when the
-machine is shared:
+Every figure from the same images on the same machine, best of `--repeat` rounds (a shared machine
+only ever slows a run down), so the ratios hold even when the machine is shared:
 
 - **model alone**: the embedding model on the already-preprocessed images, in batches (the
   ceiling of the searchable path); the NSFW detector likewise, when the model is image-only
@@ -210,13 +211,28 @@ def measure(label: str, images: list[bytes], args: argparse.Namespace) -> Figure
     return figures
 
 
+def best_of(rounds: list[Figures]) -> Figures:
+    """Each time the shortest of its rounds (a shared machine only ever slows a run down); the
+    CPU figures and stage times from the round with the fastest searchable run."""
+    best = min(rounds, key=lambda f: f.searchable_s)
+    best.model_s = min(f.model_s for f in rounds)
+    best.nsfw_s = min(f.nsfw_s for f in rounds)
+    best.enriched_s = min(f.enriched_s for f in rounds)
+    return best
+
+
 def report(all_figures: list[Figures], args: argparse.Namespace) -> str:
     lines = [
         f"`python bench/ingest.py --n {args.n} --size {args.size} --camera {args.camera} "
         f"--model {args.model}{'' if args.nsfw else ' --no-nsfw'}"
-        f"{' --crops' if args.crops else ''}`, one run, {sys.platform}, "
+        f"{' --crops' if args.crops else ''}`, {sys.platform}, "
         f"batch {args.batch}, {args.workers} prepare threads, "
-        f"{processes_for(args.processes)} prepare processes.",
+        f"{processes_for(args.processes)} prepare processes, best of {args.repeat} rounds"
+        + (
+            " (the CPU figures leave out the worker processes)."
+            if processes_for(args.processes)
+            else "."
+        ),
         "",
         "| images | model | model alone img/s | searchable img/s | ratio | models bound img/s "
         "| fully enriched img/s | ratio |",
@@ -286,6 +302,7 @@ def main() -> None:
         "--no-nsfw", dest="nsfw", action="store_false", help="no NSFW scores at all"
     )
     parser.add_argument("--crops", action="store_true", help="a collection with crop embeddings")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each time")
     parser.add_argument("--markdown", type=Path, help="write the table into this file")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -302,7 +319,8 @@ def main() -> None:
     for label, images in sets:
         kib = sum(map(len, images)) / len(images) / 1024
         print(f"{label}, {kib:.0f} KiB on average ...", flush=True)
-        all_figures.append(measure(label, images, args))
+        rounds = [measure(label, images, args) for _ in range(args.repeat)]
+        all_figures.append(best_of(rounds))
     table = report(all_figures, args)
     print(table)
     if args.markdown:

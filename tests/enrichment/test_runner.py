@@ -18,7 +18,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from lookalike.catalog import Collection, Image
+from lookalike.catalog import Collection, Image, ImageStage
 from lookalike.composition import Lookalike
 from lookalike.enrichment.runner import StageBatch
 from lookalike.ingest.pipeline import IngestFile, NewRecord
@@ -248,3 +248,31 @@ def test_a_process_killed_between_the_two_paths_leaves_work_a_restart_finishes(
             assert rt.enrichment.queue.of_image(image_id) == dict.fromkeys(STAGES, "done")
             assert image.thumbnail_key is not None and image.quality_score is not None
             assert image.nsfw_score is not None and image.anomaly_dnn is not None
+
+
+class BrokenStage(BreaksOn):
+    """A stage whose declaration itself fails: the whole batch of its collection cannot run."""
+
+    name = "broken"
+
+    def needs_vector(self, collection: Collection) -> bool:
+        raise RuntimeError("cannot say")
+
+
+def test_a_batch_that_cannot_run_at_all_counts_an_attempt_for_each_stage(
+    tmp_path: Path, models_dir: Path, photos: dict[str, bytes]
+) -> None:
+    settings = make_settings(
+        tmp_path / "data", models_dir, enrichment=False, enrichment_max_attempts=2, nsfw=False
+    )
+    with Lookalike(settings) as rt:
+        coll = create_collection(rt, "default", "photos")
+        rt.enrichment.register(BrokenStage(bad=""))
+        ids = ingest(rt, coll, {n: photos[n] for n in ("coffee", "rocket")})
+        assert rt.enrichment.drain() == 4  # two images, tried twice
+        for image_id in ids.values():
+            states = rt.enrichment.queue.of_image(image_id)
+            assert set(states.values()) == {"failed"}, states
+        with rt.catalog.session() as session:
+            errors = set(session.scalars(select(ImageStage.error)))
+        assert errors == {"RuntimeError: cannot say"}

@@ -179,8 +179,8 @@ class EnrichmentRunner:
             deferred_since = None
             try:
                 worked = self.run_once()
-            except Exception:
-                log.exception("an enrichment batch failed; retrying in a moment")
+            except Exception:  # the catalog is unreachable, say: try again in a moment
+                log.exception("claiming enrichment work failed; retrying in a moment")
                 worked = False
                 self._stop.wait(1.0)
             if not worked:
@@ -198,10 +198,16 @@ class EnrichmentRunner:
         for collection_id, group in by_collection.items():
             try:
                 self._run_collection(collection_id, group)
-            except Exception:
+            except Exception as exc:
                 if self._gone(collection_id):
                     continue  # deleted while its batch ran: its stage rows went with it
-                raise
+                # Not this batch's images' fault, as far as anyone can tell: each of its stages
+                # counts one attempt and goes back to the queue (or fails, after the last).
+                log.exception("enrichment of %d images failed", len(group))
+                reason = f"{type(exc).__name__}: {exc}"
+                for stage in {name for c in group for name in c.stages}:
+                    due = {c.image_id: reason for c in group if stage in c.stages}
+                    self.queue.finish(stage, failed=due)
         return len(claimed)
 
     def _gone(self, collection_id: str) -> bool:
