@@ -1,5 +1,5 @@
 """The records service on the stores it declares (`records.service.Services`), without a runtime:
-no ingest threads, no job runner, no after-write hooks."""
+no ingest threads, no job runner, no enrichment."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +55,7 @@ from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
 from lookalike.enrichment.queue import StageQueue
 from lookalike.enrichment.runner import EnrichmentRunner
-from lookalike.imaging import decode_image, sha256_hex
+from lookalike.imaging import sha256_hex
 from lookalike.ingest.payload import image_payload
 from lookalike.ingest.prepare import (
     DecodeLimits,
@@ -819,23 +819,27 @@ class IngestPipeline:
             if image.blob_key is None or not self.blobs.exists(image.blob_key):
                 raise NotFound("the original was never stored; upload the image again")
             data = self.blobs.get(image.blob_key)
-            embedder = self.embedder_for(collection)
-            decoded = decode_image(
-                data,
-                max_bytes=max(self.settings.max_image_bytes, len(data)),
-                max_pixels=self.settings.max_image_pixels,
-                max_aspect_ratio=self.settings.max_aspect_ratio,
-                reduce_for=self._working_size(embedder, collection),
-            )
             payload = image_payload(collection, record, image)
-        crops = self._crops(collection, embedder, decoded.image)
+        embedder = self.embedder_for(collection)
+        decoded = prepare_pixels(
+            data,
+            # It was accepted once; the size limit may have changed since.
+            replace(self._limits, max_bytes=max(self._limits.max_bytes, len(data))),
+            self._working_size(embedder, collection),
+            embedder.preprocess_config,
+            embedder.name,
+            keep_image=uses_crops(collection.vector_settings),
+        )
+        crops = (
+            self._crops(collection, embedder, decoded.image) if decoded.image is not None else None
+        )
         return _Prepared(
             image_id=image_id,
             collection_id=collection_id,
             vector_name=collection.vector_name,
             model_id=embedder.model_id,
             embedder=embedder,
-            tensor=embedder.preprocess(decoded.image),
+            tensor=decoded.tensor,
             payload=payload,
             crops=crops,
             crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
