@@ -28,7 +28,7 @@ from lookalike.catalog import Catalog, Collection, Image
 from lookalike.core.config import Settings
 from lookalike.core.timing import timed
 from lookalike.enrichment.queue import Claimed, StageQueue
-from lookalike.imaging import DecodedImage, decode_image
+from lookalike.imaging import DecodedImage, decode_stored
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import VectorIndex
 
@@ -281,13 +281,7 @@ class EnrichmentRunner:
             try:
                 with timed("enrich", "decode"):
                     data = self.blobs.get(image.blob_key or "")
-                    item.pixels = decode_image(
-                        data,
-                        max_bytes=max(self.settings.max_image_bytes, len(data)),
-                        max_pixels=self.settings.max_image_pixels,
-                        max_aspect_ratio=self.settings.max_aspect_ratio,
-                        reduce_for=max(wanted),
-                    )
+                    item.pixels = decode_stored(data, self.settings, reduce_for=max(wanted))
             except Exception as exc:
                 errors[c.image_id] = f"cannot read the stored original: {exc}"
 

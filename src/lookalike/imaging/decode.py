@@ -25,6 +25,7 @@ from functools import cache
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError, features
 
+from lookalike.core.config import Settings
 from lookalike.core.errors import (
     ExtremeAspectRatio,
     ImageTooLarge,
@@ -37,6 +38,7 @@ __all__ = [
     "DecodedImage",
     "PixelBudget",
     "decode_image",
+    "decode_stored",
     "sniff_mime",
     "supported_mime_types",
 ]
@@ -498,4 +500,16 @@ def decode_image(
         width=full_width,
         height=full_height,
         size_bytes=size_bytes,
+    )
+
+
+def decode_stored(data: bytes, settings: Settings, *, reduce_for: int) -> DecodedImage:
+    """`decode_image` for an original already accepted and stored: the size limit it passed
+    then may have been lowered since, so it does not apply; the pixel limits still do."""
+    return decode_image(
+        data,
+        max_bytes=max(settings.max_image_bytes, len(data)),
+        max_pixels=settings.max_image_pixels,
+        max_aspect_ratio=settings.max_aspect_ratio,
+        reduce_for=reduce_for,
     )

@@ -14,7 +14,7 @@ from lookalike.core.config import Settings
 from lookalike.core.errors import NotFound
 from lookalike.enrichment.queue import DONE, StageQueue
 from lookalike.enrichment.runner import StageBatch
-from lookalike.imaging import THUMBNAIL_MIME, decode_image, make_thumbnail
+from lookalike.imaging import THUMBNAIL_MIME, decode_stored, make_thumbnail
 from lookalike.records.service import Services
 from lookalike.storage.base import BlobStore
 
@@ -27,12 +27,8 @@ def thumbnail_of(rt: Services, image: Image) -> bytes:
         return rt.blobs.get(image.thumbnail_key)
     if image.blob_key is None:
         raise NotFound(f"image {image.id!r} has no stored original")
-    decoded = decode_image(
-        rt.blobs.get(image.blob_key),
-        max_bytes=1 << 62,  # it was accepted once; the limit may have changed since
-        max_pixels=rt.settings.max_image_pixels,
-        max_aspect_ratio=rt.settings.max_aspect_ratio,
-        reduce_for=rt.settings.thumbnail_size,
+    decoded = decode_stored(
+        rt.blobs.get(image.blob_key), rt.settings, reduce_for=rt.settings.thumbnail_size
     )
     data = make_thumbnail(decoded.image, size=rt.settings.thumbnail_size)
     key = rt.blobs.put(data, content_type=THUMBNAIL_MIME, durable=False)
