@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from badfiles import text_named_jpg
 from lookalike.auth.tokens import verify_token
 from lookalike.cli import app
+from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.demo.samples import derived_set
 from support import noise_png
@@ -124,3 +125,37 @@ def test_anomalies(env: Path, tmp_path: Path, photos: dict[str, bytes]) -> None:
     assert r.exit_code == 2 and "sort must be one of" in r.output
     r = runner.invoke(app, ["anomalies", "-c", "missing"])
     assert r.exit_code == 2 and "missing" in r.output
+
+
+def test_ingest_returns_searchable_and_says_what_is_left_to_enrich(
+    env: Path, tmp_path: Path, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name])
+    runner = CliRunner()
+    # No runner in this process: what ingest leaves queued stays queued.
+    monkeypatch.setenv("LOOKALIKE_ENRICHMENT", "false")
+    r = runner.invoke(app, ["ingest", str(folder), "--collection", "pics", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["enrichment_queued"] == 3
+    (folder / "astronaut.png").write_bytes(photos["astronaut"])
+    r = runner.invoke(app, ["ingest", str(folder / "astronaut.png"), "--collection", "pics"])
+    assert "all searchable" in r.output
+    assert "4 images still to enrich" in r.output
+
+    # `enrich` runs them and reports per stage; a second time there is nothing to do.
+    r = runner.invoke(app, ["enrich"])
+    assert r.exit_code == 0, r.output
+    assert "quality 4" in r.output and "thumbnail 4" in r.output
+    with Lookalike(Settings(_env_file=None)) as rt:  # type: ignore[call-arg]
+        assert rt.enrichment.queue.outstanding() == 0
+
+    # --wait: searchable, then enriched, before it returns.
+    (folder / "moon.png").write_bytes(photos["moon"])
+    r = runner.invoke(app, ["ingest", str(folder / "moon.png"), "--collection", "pics", "--wait"])
+    assert r.exit_code == 0, r.output
+    assert "still to enrich" not in r.output
+    with Lookalike(Settings(_env_file=None)) as rt:  # type: ignore[call-arg]
+        assert rt.enrichment.queue.outstanding() == 0
