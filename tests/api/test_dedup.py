@@ -89,7 +89,14 @@ def test_verdict_at_ingest(
     )
     result = r.json()[0]
     assert result["status"] == "duplicate"
-    assert result["duplicate"] == {"tier": "exact", "image_id": shelf["coffee"], "score": 1.0}
+    coffee = client.get(f"/api/images/{shelf['coffee']}", headers=alice).json()
+    assert result["duplicate"] == {
+        "tier": "exact",
+        "image_id": shelf["coffee"],
+        "score": 1.0,
+        "record_id": coffee["record_id"],
+        "record_name": "coffee",
+    }
     # A record made only of a stored image is not made at all (it would stay empty).
     records_before = client.get("/api/collections/dup/records", headers=alice).json()["total"]
     r = client.post(
@@ -355,3 +362,44 @@ def test_cli_dedup_json(tmp_path: Any, models_dir: Any, photos: dict[str, bytes]
         assert rt.settings.data_dir == settings.data_dir
     r = runner.invoke(app, ["dedup", "--collection", "nope", "--json"], env=env)
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_an_upload_that_waits_is_told_which_record_it_copies(
+    client: TestClient, secured: Settings, shelf: dict[str, str], photos: dict[str, bytes]
+) -> None:
+    alice = bearer(secured)
+    copy = jpeg(transform(open_image(photos["coffee"]), "resize", scale=0.6), 85)
+    r = client.post(
+        "/api/collections/dup/records?wait=true",
+        headers=alice,
+        data={"name": "cup again"},
+        files=[
+            ("images", ("cup.jpg", copy, "image/jpeg")),
+            ("images", ("camera.jpg", jpeg(open_image(photos["camera"]), 90), "image/jpeg")),
+        ],
+    )
+    assert r.status_code == 201, r.text
+    cup, camera = r.json()["results"]
+    verdict = cup["duplicate"]
+    cups = {"coffee", "coffee_small", "coffee_bright"}
+    assert verdict["tier"] == "near_exact" and verdict["record_name"] in cups, verdict
+    assert verdict["image_id"] in {shelf[name] for name in cups}
+    pointed = client.get(f"/api/images/{verdict['image_id']}", headers=alice).json()
+    assert verdict["record_id"] == pointed["record_id"]
+    assert camera["status"] == "added" and camera["duplicate"] is None
+    # The same verdict is what the image says afterwards, and its stage is done.
+    image = client.get(f"/api/images/{cup['image_id']}", headers=alice).json()
+    assert image["duplicate"]["image_id"] == verdict["image_id"]
+    assert image["enrichment"]["duplicate"] == "done"
+
+    # Re-uploading bytes that are stored: the record they are in is named too.
+    record_id = r.json()["record"]["id"]
+    r = client.post(
+        f"/api/records/{record_id}/images?wait=true",
+        headers=alice,
+        files=[("images", ("again.jpg", copy, "image/jpeg"))],
+    )
+    (again,) = r.json()
+    assert again["status"] == "duplicate"
+    assert again["duplicate"]["tier"] == "exact"
+    assert again["duplicate"]["record_name"] == "cup again"

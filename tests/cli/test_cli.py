@@ -159,3 +159,29 @@ def test_ingest_returns_searchable_and_says_what_is_left_to_enrich(
     assert "still to enrich" not in r.output
     with Lookalike(Settings(_env_file=None)) as rt:  # type: ignore[call-arg]
         assert rt.enrichment.queue.outstanding() == 0
+
+
+def test_ingest_names_the_records_its_files_copy(
+    env: Path, tmp_path: Path, photos: dict[str, bytes]
+) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.png").write_bytes(photos[name])
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(folder), "--collection", "pics"]).exit_code == 0
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    small = next(d for d in derived_set({"coffee": photos["coffee"]}) if "resize" in d.name)
+    (copies / "cup.jpg").write_bytes(small.data)
+    (copies / "moon.png").write_bytes(photos["moon"])
+    (copies / "rocket.png").write_bytes(photos["rocket"])
+    r = runner.invoke(app, ["ingest", str(copies), "--collection", "pics"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # as wide as the terminal is
+    assert "cup.jpg: near-exact copy of 'coffee'" in said
+    assert "rocket.png: already stored as 'rocket'" in said
+    assert "moon.png:" not in said
+    r = runner.invoke(app, ["ingest", str(copies / "cup.jpg"), "--collection", "pics", "--json"])
+    (result,) = json.loads(r.stdout)["results"]
+    assert result["duplicate_of"]["tier"] == "exact"

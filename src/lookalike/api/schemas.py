@@ -155,9 +155,16 @@ class ImageAnomalyOut(AnomalyScoresOut):
 
 
 class DuplicateVerdictOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     tier: str = Field(description="exact | near_exact | similar")
     image_id: str
     score: float = Field(description="Cosine similarity of the two embeddings.")
+    record_id: str | None = Field(
+        default=None, description="The record of that image (in upload results)."
+    )
+    record_name: str | None = Field(
+        default=None, description='Its name, to say "near-exact copy of <name>".'
+    )
 
 
 class ImageOut(BaseModel):
@@ -256,7 +263,9 @@ class IngestResultOut(BaseModel):
     duplicate: DuplicateVerdictOut | None = Field(
         default=None,
         description="For status duplicate: the stored image with the same bytes (tier exact). "
-        "An added image's near-duplicate verdict is on the image once embedded.",
+        "For an added image, when the request waited (`wait=true`): the stored image it is a "
+        "near-exact copy of or similar to, if any; otherwise the verdict comes on the image "
+        "(`GET /api/images/{id}`) once its duplicate stage has run.",
     )
 
     @model_validator(mode="before")
@@ -270,7 +279,9 @@ class IngestResultOut(BaseModel):
             error={"code": result.error_code or "", "message": result.reason or ""}
             if result.reason
             else None,
-            duplicate=DuplicateVerdictOut(tier="exact", image_id=result.image_id, score=1.0)
+            duplicate=DuplicateVerdictOut.model_validate(result.duplicate_of)
+            if result.duplicate_of is not None
+            else DuplicateVerdictOut(tier="exact", image_id=result.image_id, score=1.0)
             if result.status == "duplicate" and result.image_id
             else None,
         )

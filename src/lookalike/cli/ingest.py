@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -54,6 +55,7 @@ def ingest(
     duplicate verdict, anomaly scores) runs after that, in the background of this command and
     of a running server; the command says how much is still queued, and --wait waits for it.
     """
+    from lookalike.dedup.verdicts import with_verdicts
     from lookalike.ingest.pipeline import iter_image_files
     from lookalike.records.service import get_or_create_collection
 
@@ -79,12 +81,14 @@ def ingest(
                 coll, paths, owner=owner, record_name=record, tags=tags or [], on_result=seen
             )
         elapsed = time.monotonic() - started
+        # The duplicate verdicts now, not in the background: the summary names the copies.
+        results = with_verdicts(rt.enrichment, rt.catalog, results)
         if wait:
             wait_for_enrichment(rt, coll.id, quiet=json_out)
         queued = rt.enrichment.queue.images_outstanding(coll.id)
     if json_out:
         out.print_json(
-            json.dumps({"results": [r.__dict__ for r in results], "enrichment_queued": queued})
+            json.dumps({"results": [asdict(r) for r in results], "enrichment_queued": queued})
         )
     else:
         console.print(
@@ -93,6 +97,13 @@ def ingest(
         )
         for name, reason in rejected:
             console.print(f"  [yellow]rejected[/yellow] {name}: {reason}")
+        for r in results:
+            if r.duplicate_of is not None:
+                what = _VERDICT_WORDS.get(r.duplicate_of.tier, r.duplicate_of.tier)
+                console.print(
+                    f"  {Path(r.filename or '?').name}: {what} {r.duplicate_of.record_name!r} "
+                    f"(image {r.duplicate_of.image_id}, record {r.duplicate_of.record_id})"
+                )
         if queued:
             console.print(
                 f"{queued} image{'s' if queued != 1 else ''} still to enrich (thumbnails, "
@@ -101,6 +112,13 @@ def ingest(
             )
     if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
         raise typer.Exit(1)
+
+
+_VERDICT_WORDS = {
+    "exact": "already stored as",
+    "near_exact": "near-exact copy of",
+    "similar": "similar to",
+}
 
 
 def wait_for_enrichment(rt: Lookalike, collection_id: str | None, *, quiet: bool = False) -> None:

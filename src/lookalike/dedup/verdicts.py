@@ -5,19 +5,20 @@ enrichment stage, in batches, soon after the images are searchable."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lookalike.catalog import Catalog, Collection, Image
+from lookalike.catalog import Catalog, Collection, Image, Record
 from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
-from lookalike.enrichment.runner import StageBatch
+from lookalike.enrichment.runner import EnrichmentRunner, StageBatch
 from lookalike.imaging import phash_hamming
 from lookalike.imaging.phash_index import candidate_filter
+from lookalike.ingest.pipeline import DuplicateOf, IngestResult
 from lookalike.vectors.base import Filter, HasId, Hit, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -153,3 +154,60 @@ def nearest_duplicate(
         if hit.id < image_id:
             return DuplicateVerdict("similar", hit.id, round(hit.score, 6))
     return None
+
+
+def with_verdicts(
+    enrichment: EnrichmentRunner,
+    catalog: Catalog,
+    results: Sequence[IngestResult],
+    *,
+    run: bool = True,
+) -> list[IngestResult]:
+    """`results` with each one's duplicate verdict and the record it points at. With `run`
+    the added images' `duplicate` stage is run now (one engine search each) rather than left
+    to the background, for a caller that waits for its upload anyway (and so its images are
+    embedded); without, only verdicts already made are told. A re-uploaded file's record is
+    named either way."""
+    if run:
+        added = [r.image_id for r in results if r.status == "added" and r.image_id]
+        enrichment.run_now(added, [DuplicateStage.name])
+    ids = [r.image_id for r in results if r.image_id and r.status in ("added", "duplicate")]
+    if not ids:
+        return list(results)
+    with catalog.session() as session:
+        verdicts = {
+            row.id: row
+            for row in session.execute(
+                select(
+                    Image.id,
+                    Image.duplicate_tier,
+                    Image.duplicate_of,
+                    Image.duplicate_score,
+                ).where(Image.id.in_(ids), Image.duplicate_of.is_not(None))
+            )
+        }
+        pointed = {v.duplicate_of for v in verdicts.values()} | {
+            r.image_id for r in results if r.status == "duplicate"
+        }
+        records = {
+            image_id: (record_id, name)
+            for image_id, record_id, name in session.execute(
+                select(Image.id, Record.id, Record.name)
+                .join(Record, Record.id == Image.record_id)
+                .where(Image.id.in_(pointed))
+            )
+        }
+    out = []
+    for r in results:
+        found: DuplicateOf | None = None
+        if r.status == "duplicate" and r.image_id in records:
+            record_id, name = records[r.image_id]
+            found = DuplicateOf("exact", r.image_id, 1.0, record_id, name)
+        elif r.image_id in verdicts and verdicts[r.image_id].duplicate_of in records:
+            v = verdicts[r.image_id]
+            record_id, name = records[v.duplicate_of]
+            found = DuplicateOf(
+                v.duplicate_tier, v.duplicate_of, v.duplicate_score or 0.0, record_id, name
+            )
+        out.append(replace(r, duplicate_of=found) if found else r)
+    return out

@@ -69,9 +69,11 @@ class StageQueue:
         if rows:
             conn.execute(insert(ImageStage), rows)
 
-    def claim(self, stages: Sequence[str], limit: int) -> list[Claimed]:
-        """Up to `limit` images (oldest first) with claimable rows among `stages`, with all of
-        their claimable rows among `stages`, leased to this worker."""
+    def claim(
+        self, stages: Sequence[str], limit: int, *, image_ids: Sequence[str] | None = None
+    ) -> list[Claimed]:
+        """Up to `limit` images (oldest first; among `image_ids` when given) with claimable rows
+        among `stages`, with all of their claimable rows among `stages`, leased to this worker."""
         now = utcnow()
         claimable = and_(
             ImageStage.stage.in_(stages),
@@ -80,6 +82,8 @@ class StageQueue:
                 and_(ImageStage.status == RUNNING, ImageStage.lease_until < now),
             ),
         )
+        if image_ids is not None:
+            claimable = and_(claimable, ImageStage.image_id.in_(image_ids))
         with self._lock:
             self._claims += 1
             token = f"{self.worker}:{self._claims}"
@@ -249,6 +253,20 @@ class StageQueue:
                         ImageStage.collection_id == collection_id,
                         ImageStage.stage == stage,
                         ImageStage.status.in_((PENDING, RUNNING, FAILED)),
+                    )
+                )
+                or 0
+            )
+
+    def waiting(self, image_ids: Sequence[str], stages: Sequence[str]) -> int:
+        """Rows of these images and stages still pending or running."""
+        with self.catalog.engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count()).where(
+                        ImageStage.image_id.in_(image_ids),
+                        ImageStage.stage.in_(stages),
+                        ImageStage.status.in_((PENDING, RUNNING)),
                     )
                 )
                 or 0

@@ -187,9 +187,31 @@ class EnrichmentRunner:
                 self._wake.wait(self.settings.enrichment_poll_s)
                 self._wake.clear()
 
+    def run_now(
+        self, image_ids: Sequence[str], stages: Sequence[str], *, timeout: float = 30.0
+    ) -> bool:
+        """Run `stages` of these images now, in the calling thread, for a caller that waits for
+        them (the duplicate verdict of an upload answered with `wait`). What another worker
+        holds already is waited for. False when that did not finish within `timeout`."""
+        wanted = [name for name in self.stage_names if name in stages]
+        if not image_ids or not wanted:
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            self._run_claimed(self.queue.claim(wanted, len(image_ids), image_ids=image_ids))
+            if not self.queue.waiting(image_ids, wanted):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
     def run_once(self, limit: int | None = None) -> int:
         """Claim and run one batch; the number of images it held (0: nothing to do)."""
-        claimed = self.queue.claim(self.stage_names, limit or self.settings.enrichment_batch)
+        return self._run_claimed(
+            self.queue.claim(self.stage_names, limit or self.settings.enrichment_batch)
+        )
+
+    def _run_claimed(self, claimed: Sequence[Claimed]) -> int:
         if not claimed:
             return 0
         by_collection: dict[str, list[Claimed]] = {}

@@ -116,6 +116,17 @@ RecordTarget = str | NewRecord  # an existing record id, or a record to create
 
 
 @dataclass(frozen=True)
+class DuplicateOf:
+    """The stored image an ingested one is a copy of, or similar to, and its record."""
+
+    tier: str  # exact | near_exact | similar
+    image_id: str
+    score: float
+    record_id: str
+    record_name: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestResult:
     filename: str | None
     status: Literal["added", "duplicate", "rejected"]
@@ -125,6 +136,8 @@ class IngestResult:
     reason: str | None = None
     # The embed job of an added image: its status says when the image is searchable.
     job_id: str | None = None
+    # Its duplicate verdict, where the caller waited for it (`dedup.verdicts.with_verdicts`).
+    duplicate_of: DuplicateOf | None = None
 
 
 # Rejections that say nothing about the file, only that the service cannot take files now.

@@ -989,6 +989,16 @@ export interface components {
             /** Image Id */
             image_id: string;
             /**
+             * Record Id
+             * @description The record of that image (in upload results).
+             */
+            record_id?: string | null;
+            /**
+             * Record Name
+             * @description Its name, to say "near-exact copy of <name>".
+             */
+            record_name?: string | null;
+            /**
              * Score
              * @description Cosine similarity of the two embeddings.
              */
@@ -1217,7 +1227,7 @@ export interface components {
         };
         /** IngestResultOut */
         IngestResultOut: {
-            /** @description For status duplicate: the stored image with the same bytes (tier exact). An added image's near-duplicate verdict is on the image once embedded. */
+            /** @description For status duplicate: the stored image with the same bytes (tier exact). For an added image, when the request waited (`wait=true`): the stored image it is a near-exact copy of or similar to, if any; otherwise the verdict comes on the image (`GET /api/images/{id}`) once its duplicate stage has run. */
             duplicate?: components["schemas"]["DuplicateVerdictOut"] | null;
             /** Error */
             error?: {
@@ -2102,7 +2112,7 @@ export interface operations {
     create_record_api_collections__collection_id__records_post: {
         parameters: {
             query?: {
-                /** @description Return once the images are embedded. */
+                /** @description Return once the images are searchable, each with its duplicate verdict (`duplicate`: near-exact copy of, or similar to, which record's image). */
                 wait?: boolean;
             };
             header?: never;
@@ -2737,7 +2747,7 @@ export interface operations {
     add_images_api_records__record_id__images_post: {
         parameters: {
             query?: {
-                /** @description Return once the images are embedded. */
+                /** @description Return once the images are searchable, each with its duplicate verdict (`duplicate`: near-exact copy of, or similar to, which record's image). */
                 wait?: boolean;
             };
             header?: never;

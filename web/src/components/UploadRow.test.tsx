@@ -75,4 +75,64 @@ describe("UploadRow", () => {
     expect(screen.getByText("embedded")).toBeInTheDocument();
     expect(screen.getByRole("link", { name: "open record" })).toHaveAttribute("href", "/records/R2");
   });
+
+  it("says which record an added image is a near-exact copy of, once its check has run", async () => {
+    let reads = 0;
+    mockApi({
+      // The duplicate check is queued on the first look and done on the next.
+      "GET /api/images/I3": () => ({
+        body: {
+          id: "I3",
+          record_id: "R3",
+          enrichment: { duplicate: reads++ > 0 ? "done" : "pending" },
+          duplicate: reads > 1 ? { tier: "near_exact", image_id: "I1", score: 0.97 } : null,
+        },
+      }),
+      "GET /api/images/I1": () => ({ body: { id: "I1", record_id: "R1" } }),
+      "GET /api/records/R1": () => ({ body: { id: "R1", name: "Red sneaker", images: [] } }),
+    });
+    renderWithProviders(
+      <UploadRow
+        file={file}
+        progress={{
+          phase: "done",
+          sent: 1,
+          result: { filename: "shoe.jpg", status: "added", image_id: "I3", record_id: "R3", job_id: "J3" },
+          job: {
+            id: "J3",
+            kind: "embed",
+            status: "done",
+            error: null,
+            image_id: "I3",
+            collection_id: "C",
+            created_at: "2026-01-01T00:00:00Z",
+            updated_at: "2026-01-01T00:00:01Z",
+          },
+        }}
+      />,
+    );
+    const link = await screen.findByRole("link", { name: "Red sneaker" }, { timeout: 5000 });
+    expect(link).toHaveAttribute("href", "/records/R1");
+    expect(screen.getByTestId("verdict")).toHaveTextContent("Near-exact copy of Red sneaker");
+  });
+
+  it("uses the verdict an upload that waited was answered with", () => {
+    renderWithProviders(
+      <UploadRow
+        file={file}
+        progress={{
+          phase: "done",
+          sent: 1,
+          result: {
+            filename: "shoe.jpg",
+            status: "added",
+            image_id: "I4",
+            record_id: "R4",
+            duplicate: { tier: "similar", image_id: "I1", score: 0.8, record_id: "R1", record_name: "Red sneaker" },
+          },
+        }}
+      />,
+    );
+    expect(screen.getByTestId("verdict")).toHaveTextContent("Similar to Red sneaker");
+  });
 });

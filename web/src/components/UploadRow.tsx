@@ -3,7 +3,7 @@ import { CheckCircle2, CircleAlert, Copy, Loader2 } from "lucide-react";
 import type { ReactNode } from "react";
 import { Link } from "react-router-dom";
 
-import { useRecord } from "@/api/queries";
+import { useImage, useRecord } from "@/api/queries";
 import { formatBytes } from "@/lib/format";
 import type { UploadProgress } from "@/lib/upload";
 
@@ -18,12 +18,29 @@ const phaseLabel: Record<UploadProgress["phase"], string> = {
   failed: "Failed",
 };
 
-function DuplicateOf({ recordId, imageId }: { recordId: string | null; imageId: string | null }) {
-  const record = useRecord(recordId ?? undefined);
-  const name = record.data?.name ?? imageId ?? "an existing image";
+const verdictWords: Record<string, string> = {
+  exact: "Duplicate of",
+  near_exact: "Near-exact copy of",
+  similar: "Similar to",
+};
+
+function DuplicateOf({
+  tier,
+  recordId,
+  recordName,
+  imageId,
+}: {
+  tier: string;
+  recordId: string | null | undefined;
+  recordName?: string | null | undefined;
+  imageId: string | null;
+}) {
+  // Upload results name the record; older answers (or none) leave it to be looked up.
+  const record = useRecord(recordName ? undefined : (recordId ?? undefined));
+  const name = recordName ?? record.data?.name ?? imageId ?? "an existing image";
   return (
-    <span>
-      Duplicate of{" "}
+    <span data-testid="verdict" data-tier={tier}>
+      {verdictWords[tier] ?? "Duplicate of"}{" "}
       {recordId ? (
         <Link to={`/records/${recordId}`} className="font-medium text-brand-700 underline">
           {name}
@@ -32,6 +49,23 @@ function DuplicateOf({ recordId, imageId }: { recordId: string | null; imageId: 
         name
       )}
     </span>
+  );
+}
+
+/** An added image's duplicate verdict, once its duplicate check has run (the image is looked
+ * at again until then). */
+function AddedVerdict({ imageId }: { imageId: string }) {
+  const image = useImage(imageId);
+  const verdict = image.data?.duplicate;
+  const other = useImage(verdict?.record_id ? undefined : verdict?.image_id);
+  if (!verdict) return null;
+  return (
+    <DuplicateOf
+      tier={verdict.tier}
+      recordId={verdict.record_id ?? other.data?.record_id}
+      recordName={verdict.record_name}
+      imageId={verdict.image_id}
+    />
   );
 }
 
@@ -48,7 +82,14 @@ export function UploadRow({ file, progress }: { file: File; progress: UploadProg
     outcome = <span className="text-red-700">Rejected: {result.error?.message ?? "not accepted"}</span>;
   } else if (result?.status === "duplicate") {
     icon = <Copy className="size-4 text-brand-600" aria-hidden />;
-    outcome = <DuplicateOf recordId={result.record_id} imageId={result.image_id} />;
+    outcome = (
+      <DuplicateOf
+        tier="exact"
+        recordId={result.duplicate?.record_id ?? result.record_id}
+        recordName={result.duplicate?.record_name}
+        imageId={result.image_id}
+      />
+    );
   } else if (result?.status === "added") {
     if (phase === "done") {
       icon =
@@ -68,6 +109,16 @@ export function UploadRow({ file, progress }: { file: File; progress: UploadProg
         )}
         {job && <StatusBadge status={job.status === "done" ? "embedded" : job.status} title={job.error ?? undefined} />}
         {job?.error && <span className="text-red-700">{job.error}</span>}
+        {result.duplicate ? (
+          <DuplicateOf
+            tier={result.duplicate.tier}
+            recordId={result.duplicate.record_id}
+            recordName={result.duplicate.record_name}
+            imageId={result.duplicate.image_id}
+          />
+        ) : (
+          phase === "done" && job?.status === "done" && result.image_id && <AddedVerdict imageId={result.image_id} />
+        )}
       </span>
     );
   }

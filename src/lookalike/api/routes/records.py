@@ -20,6 +20,7 @@ from lookalike.api.schemas import (
     RecordUpdate,
 )
 from lookalike.core.errors import InvalidInput
+from lookalike.dedup.verdicts import with_verdicts
 from lookalike.records import service as svc
 from lookalike.serving.bodies import is_multipart, json_body, validate
 
@@ -48,7 +49,13 @@ async def create_record(
     request: Request,
     rt: Runtime,
     caller: Caller,
-    wait: Annotated[bool, Query(description="Return once the images are embedded.")] = False,
+    wait: Annotated[
+        bool,
+        Query(
+            description="Return once the images are searchable, each with its duplicate "
+            "verdict (`duplicate`: near-exact copy of, or similar to, which record's image)."
+        ),
+    ] = False,
 ) -> RecordCreated:
     """Create a record, with its images in the same multipart request or added later."""
     collection = await run_in_threadpool(svc.find_collection, rt, caller.tenant, collection_id)
@@ -83,6 +90,8 @@ async def create_record(
             wait=wait,
         )
     )
+    if wait:
+        results = await run_in_threadpool(with_verdicts, rt.enrichment, rt.catalog, results)
     return RecordCreated(
         record=RecordOut.model_validate(record),
         results=[IngestResultOut.model_validate(r) for r in results],
@@ -150,7 +159,13 @@ async def add_images(
     request: Request,
     rt: Runtime,
     caller: Caller,
-    wait: Annotated[bool, Query(description="Return once the images are embedded.")] = False,
+    wait: Annotated[
+        bool,
+        Query(
+            description="Return once the images are searchable, each with its duplicate "
+            "verdict (`duplicate`: near-exact copy of, or similar to, which record's image)."
+        ),
+    ] = False,
 ) -> list[IngestResultOut]:
     record = await run_in_threadpool(svc.find_record, rt, caller.tenant, record_id)
     if not is_multipart(request):
@@ -166,4 +181,6 @@ async def add_images(
     results = await run_in_threadpool(
         lambda: rt.ingest.add(collection, record.id, uploads, wait=wait, block=False)
     )
+    if wait:
+        results = await run_in_threadpool(with_verdicts, rt.enrichment, rt.catalog, results)
     return [IngestResultOut.model_validate(r) for r in results]

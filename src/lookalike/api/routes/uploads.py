@@ -17,6 +17,7 @@ from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_job
 from lookalike.catalog.repository import list_jobs as list_jobs_of
 from lookalike.core.errors import InvalidInput, NotFound
+from lookalike.dedup.verdicts import with_verdicts
 from lookalike.ingest.pipeline import (
     IngestFile,
     IngestResult,
@@ -93,7 +94,9 @@ def _results(
 ) -> list[IngestResult]:
     results = rt.ingest.add_many(collection, items, block=False)
     raise_if_unavailable(results)
-    return results
+    # Not waited for: a re-upload names the record it is in; an added image's verdict comes on
+    # the image once its duplicate stage has run.
+    return with_verdicts(rt.enrichment, rt.catalog, results, run=False)
 
 
 @router.post("/api/images/ingest", status_code=status.HTTP_202_ACCEPTED)
