@@ -403,3 +403,27 @@ def test_an_upload_that_waits_is_told_which_record_it_copies(
     assert again["status"] == "duplicate"
     assert again["duplicate"]["tier"] == "exact"
     assert again["duplicate"]["record_name"] == "cup again"
+
+
+def test_each_group_is_shown_once_with_copy_groups_nested_in_their_scene(
+    client: TestClient, secured: Settings, shelf: dict[str, str], photos: dict[str, bytes]
+) -> None:
+    alice = bearer(secured)
+    # A second shot of the cup scene (an overlapping crop): similar to the cups, no copy.
+    shot = jpeg(transform(open_image(photos["coffee"]), "crop", keep=0.7), 90)
+    _add(client, alice, "coffee_shot", shot)
+    clusters = _clusters(client, alice)
+    by_id = {c["id"]: c for c in clusters}
+    assert len({frozenset(_members(c)) for c in clusters}) == len(clusters)
+    assert any(c["parent_id"] for c in clusters), [(c["tier"], len(c["members"])) for c in clusters]
+    for c in clusters:
+        if c["parent_id"] is not None:
+            parent = by_id[c["parent_id"]]
+            assert c["tier"] == "near_exact" and parent["tier"] == "similar"
+            assert c["id"] in parent["groups"] and _members(c) < _members(parent)
+        for group in c["groups"]:
+            assert by_id[group]["parent_id"] == c["id"]
+    listed = client.get("/api/collections/dup/clusters", headers=alice).json()["clusters"]
+    assert {c["id"]: (c["parent_id"], c["groups"]) for c in listed} == {
+        c["id"]: (c["parent_id"], c["groups"]) for c in clusters
+    }

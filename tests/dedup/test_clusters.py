@@ -89,6 +89,18 @@ def test_sweep_tiers_copies_apart_from_other_shots() -> None:
     # Same layout, different picture: the pHash gate alone never makes a duplicate.
     assert not any(5 in c.members or 6 in c.members or 7 in c.members for c in clusters)
     assert stats.points == 8 and stats.phash_pairs >= 4 and stats.edges >= 4
+    # Each group once: the two copy groups nest in the scene's group, nothing repeats it.
+    assert len(clusters) == 3
+    scene = next(i for i, c in enumerate(clusters) if c.tier == "similar")
+    assert [c.parent for c in clusters if c.tier == "near_exact"] == [scene, scene]
+    assert clusters[scene].parent is None
+    assert len({tuple(c.members) for c in clusters}) == len(clusters)
+
+
+def test_a_copy_group_that_is_the_whole_scene_is_one_cluster() -> None:
+    vectors, phashes = _scene()
+    clusters, _ = sweep(vectors[:3], phashes[:3], _exact_neighbours(vectors[:3]), LIMITS)
+    assert [(c.tier, c.members, c.parent) for c in clusters] == [("near_exact", [0, 1, 2], None)]
 
 
 def test_different_verdict_splits_and_same_verdict_joins() -> None:

@@ -291,6 +291,10 @@ class DuplicateCluster(Base):
         ForeignKey("image.id", ondelete="SET NULL"), default=None
     )
     decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    # A near-exact cluster inside a similar one (copies of one photo among shots of a scene).
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("duplicate_cluster.id", ondelete="SET NULL"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,6 +13,9 @@
    pair inside is within the pHash gate and the confirm cosine); `similar` clusters by average
    linkage at the similar threshold. A cluster that still holds a "different" pair (average
    linkage can pull one in) is re-clustered with complete linkage, which cannot.
+5. *Nesting*: each group is one cluster. A similar cluster with exactly a near-exact cluster's
+   members is not made; a near-exact cluster inside a larger similar one names it as its parent
+   (copies of one photo within a group of shots of one scene).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ NeighbourSearch = Callable[[int], Iterable[tuple[int, float]]]
 class Cluster:
     tier: Tier
     members: list[int]  # row indices, sorted
+    # A near-exact group inside a larger similar group: that group's index in the sweep's
+    # list. Each group of images is one cluster; a copy group nests in its scene group.
+    parent: int | None = None
 
 
 @dataclass
@@ -171,7 +177,21 @@ def sweep(
             )
     stats.seconds["clustering"] = time.perf_counter() - started
     clusters.sort(key=lambda c: (c.tier != "near_exact", -len(c.members), c.members[0]))
-    return clusters, stats
+    return _nested(clusters), stats
+
+
+def _nested(clusters: list[Cluster]) -> list[Cluster]:
+    """Each near-exact cluster with the similar cluster that holds all of its members as its
+    parent (a similar cluster with exactly its members was never made)."""
+    similar = [(index, set(c.members)) for index, c in enumerate(clusters) if c.tier == "similar"]
+    out = []
+    for cluster in clusters:
+        parent = None
+        if cluster.tier == "near_exact":
+            members = set(cluster.members)
+            parent = next((i for i, group in similar if members < group), None)
+        out.append(Cluster(cluster.tier, cluster.members, parent))
+    return out
 
 
 def _ordered(a: int, b: int) -> tuple[int, int]:

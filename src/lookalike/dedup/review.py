@@ -79,6 +79,23 @@ def get_cluster(rt: Services, tenant: str, cluster_id: str) -> tuple[DuplicateCl
     return row[0], row[1]
 
 
+def nested_groups(rt: Services, cluster_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Cluster id -> the ids of the near-exact clusters nested in it."""
+    out: dict[str, list[str]] = {}
+    if not cluster_ids:
+        return out
+    with rt.catalog.session() as session:
+        rows = session.execute(
+            select(DuplicateCluster.parent_id, DuplicateCluster.id)
+            .where(DuplicateCluster.parent_id.in_(list(cluster_ids)))
+            .order_by(DuplicateCluster.id)
+        ).all()
+    for parent_id, cluster_id in rows:
+        if parent_id is not None:
+            out.setdefault(parent_id, []).append(cluster_id)
+    return out
+
+
 @dataclass(frozen=True)
 class MemberInfo:
     image_id: str

@@ -199,7 +199,8 @@ def _store_clusters(
         delete(DuplicateCluster).where(DuplicateCluster.id.in_(list(session.scalars(old))))
     )
     stored: list[DuplicateCluster] = []
-    for c in clusters:
+    by_index: dict[int, DuplicateCluster] = {}
+    for index, c in enumerate(clusters):
         rows = {ids[row]: row for row in c.members if ids[row] in images}
         if len(rows) < 2:
             continue
@@ -229,6 +230,11 @@ def _store_clusters(
             cluster.members.append(DuplicateClusterMember(image_id=image_id, score=score))
         session.add(cluster)
         stored.append(cluster)
+        by_index[index] = cluster
+    session.flush()
+    for index, c in enumerate(clusters):
+        if c.parent is not None and index in by_index and c.parent in by_index:
+            by_index[index].parent_id = by_index[c.parent].id
     session.flush()
     return [c.id for c in stored]
 

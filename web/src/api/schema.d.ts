@@ -817,12 +817,22 @@ export interface components {
             created_at: string;
             /** Decided By */
             decided_by: string | null;
+            /**
+             * Groups
+             * @description For a similar cluster: the near-exact clusters inside it. Their members are members here too; show them as groups within this one, not as clusters of their own.
+             */
+            groups?: string[];
             /** Id */
             id: string;
             /** Keeper */
             keeper: string | null;
             /** Members */
             members: components["schemas"]["ClusterMemberOut"][];
+            /**
+             * Parent Id
+             * @description For a near-exact cluster: the similar cluster whose group it lies in (copies of one photo among shots of one scene).
+             */
+            parent_id?: string | null;
             /**
              * Status
              * @enum {string}

@@ -1,7 +1,7 @@
 /** A group of look-alike images: the suggested keeper first, and what to do with the group. */
 import { clsx } from "clsx";
 import { Check, Crown, GitMerge, Tag, X } from "lucide-react";
-import { useState } from "react";
+import { type ReactNode, useState } from "react";
 
 import type { Cluster, ClusterStatus, DuplicateTier } from "@/api/types";
 import type { ClusterAction } from "@/api/queries";
@@ -26,10 +26,15 @@ export function ClusterCard({
   cluster,
   onAction,
   onOpenImage,
+  groups = [],
+  renderGroup,
 }: {
   cluster: Cluster;
   onAction: (action: ClusterAction) => void;
   onOpenImage?: (imageId: string) => void;
+  /** Near-exact clusters inside this one: shown within it, their members not repeated here. */
+  groups?: Cluster[];
+  renderGroup?: (group: Cluster) => ReactNode;
 }) {
   const [keeper, setKeeper] = useState(cluster.keeper ?? cluster.members[0]?.image_id ?? "");
   const tier = cluster.tier as DuplicateTier;
@@ -38,7 +43,10 @@ export function ClusterCard({
   const [mode, setMode] = useState<"move" | "drop">("move");
   const [tagging, setTagging] = useState(false);
   const [tags, setTags] = useState<string[]>([]);
-  const members = [...cluster.members].sort((a, b) => Number(b.image_id === keeper) - Number(a.image_id === keeper));
+  const grouped = new Set(groups.flatMap((g) => g.members.map((m) => m.image_id)));
+  const members = cluster.members
+    .filter((m) => !grouped.has(m.image_id))
+    .sort((a, b) => Number(b.image_id === keeper) - Number(a.image_id === keeper));
   const done = status !== "open";
 
   return (
@@ -94,6 +102,16 @@ export function ClusterCard({
             );
           })}
         </ul>
+        {groups.length > 0 && renderGroup && (
+          <section className="mt-4 space-y-3" aria-label="Copies within this group">
+            <h3 className="text-sm font-medium text-slate-700">
+              Copies of one photo within this group ({groups.length})
+            </h3>
+            {groups.map((g) => (
+              <div key={g.id}>{renderGroup(g)}</div>
+            ))}
+          </section>
+        )}
       </article>
       <Dialog open={merging} onOpenChange={setMerging} title="Merge this cluster?" description="The keeper stays; the other images are merged into its record.">
         <div className="space-y-4">

@@ -93,4 +93,30 @@ describe("Dedup", () => {
     expect(await screen.findByRole("heading", { name: "Nothing to review" })).toBeInTheDocument();
     expect(screen.getAllByRole("button", { name: "Find duplicates" })).toHaveLength(2);
   });
+
+  it("shows a copy group inside its scene's group, each image once", async () => {
+    const scene: Cluster = {
+      ...cluster,
+      id: "S1",
+      tier: "similar",
+      keeper: "A",
+      members: [member("A"), member("B"), member("C")],
+      parent_id: null,
+      groups: ["N1"],
+    };
+    const copies: Cluster = { ...cluster, id: "N1", tier: "near_exact", members: [member("A"), member("B")], parent_id: "S1", groups: [] };
+    mockApi({
+      "GET /api/collections": () => ({ body: [{ id: "C1", name: "shop", counts: {} }] }),
+      "GET /api/collections/C1/clusters": () => ({ body: { clusters: [copies, scene], total: 2 } }),
+    });
+    renderDedup();
+    const cards = await screen.findAllByTestId("cluster");
+    expect(cards).toHaveLength(2);
+    const [outer, inner] = cards as [HTMLElement, HTMLElement];
+    expect(outer).toContainElement(inner); // nested, not beside it
+    const inside = within(screen.getByRole("region", { name: "Copies within this group" }));
+    expect(inside.getByText("Near-exact")).toBeInTheDocument();
+    // Every image once on the page: C in the scene's own row, A and B in the copy group.
+    for (const id of ["A", "B", "C"]) expect(screen.getAllByRole("button", { name: `Open photo ${id}` })).toHaveLength(1);
+  });
 });

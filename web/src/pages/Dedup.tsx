@@ -4,9 +4,9 @@ import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
 import { toast } from "sonner";
 
-import type { ClusterStatus } from "@/api/types";
+import type { Cluster, ClusterStatus } from "@/api/types";
 import { isMissingRoute } from "@/api/errors";
-import { useClusterAction, useClusters, useFindDuplicates } from "@/api/queries";
+import { type ClusterAction, useClusterAction, useClusters, useFindDuplicates } from "@/api/queries";
 import { ClusterCard } from "@/components/ClusterCard";
 import { DetailPanel } from "@/components/DetailPanel";
 import { Button, EmptyState, ErrorState, LoadingBlock, PageHeader, Skeleton } from "@/components/ui";
@@ -19,6 +19,24 @@ const FILTERS: { value: ClusterStatus | "all"; label: string }[] = [
   { value: "merged", label: "Merged" },
   { value: "all", label: "All" },
 ];
+
+/** The page's clusters with near-exact groups inside their similar cluster (when both are on
+ * the page) rather than beside it: each group of images shown once. */
+export function topLevel(clusters: Cluster[]): { cluster: Cluster; groups: Cluster[] }[] {
+  const byId = new Map(clusters.map((c) => [c.id, c]));
+  return clusters
+    .filter((c) => !c.parent_id || !byId.has(c.parent_id))
+    .map((c) => ({
+      cluster: c,
+      groups: (c.groups ?? []).map((id) => byId.get(id)).filter((g): g is Cluster => g !== undefined),
+    }));
+}
+
+const done: Record<ClusterAction["kind"], (a: ClusterAction) => string> = {
+  mark: (a) => (a.kind === "mark" && a.verdict === "duplicate" ? "Marked as duplicates" : "Marked as not duplicates"),
+  merge: () => "Cluster merged",
+  tag: (a) => (a.kind === "tag" ? `Tagged ${a.tags.join(", ")}` : "Tagged"),
+};
 
 function Unavailable() {
   return (
@@ -36,6 +54,8 @@ export function DedupPage() {
   const clusters = useClusters(collection?.id, status);
   const sweep = useFindDuplicates(collection?.id ?? "");
   const action = useClusterAction(collection?.id ?? "");
+  const act = (cluster: Cluster) => (a: ClusterAction) =>
+    action.mutate({ cluster, action: a }, { onSuccess: () => toast.success(done[a.kind](a)) });
 
   if (!collectionsLoading && !collection) {
     return (
@@ -104,28 +124,14 @@ export function DedupPage() {
           <p className="text-sm text-slate-600">
             {clusters.data.total} cluster{clusters.data.total === 1 ? "" : "s"}
           </p>
-          {clusters.data.clusters.map((c) => (
+          {topLevel(clusters.data.clusters).map(({ cluster: c, groups }) => (
             <ClusterCard
               key={c.id}
               cluster={c}
+              groups={groups}
               onOpenImage={setOpened}
-              onAction={(a) =>
-                action.mutate(
-                  { cluster: c, action: a },
-                  {
-                    onSuccess: () =>
-                      toast.success(
-                        a.kind === "mark"
-                          ? a.verdict === "duplicate"
-                            ? "Marked as duplicates"
-                            : "Marked as not duplicates"
-                          : a.kind === "merge"
-                            ? "Cluster merged"
-                            : `Tagged ${a.tags.join(", ")}`,
-                      ),
-                  },
-                )
-              }
+              onAction={act(c)}
+              renderGroup={(g) => <ClusterCard cluster={g} onOpenImage={setOpened} onAction={act(g)} />}
             />
           ))}
         </div>

@@ -74,6 +74,17 @@ class ClusterOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     members: list[ClusterMemberOut]
+    parent_id: str | None = Field(
+        default=None,
+        description="For a near-exact cluster: the similar cluster whose group it lies in "
+        "(copies of one photo among shots of one scene).",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="For a similar cluster: the near-exact clusters inside it. Their members "
+        "are members here too; show them as groups within this one, not as clusters of "
+        "their own.",
+    )
 
 
 class ClusterResponse(BaseModel):
@@ -128,7 +139,13 @@ class PairOut(BaseModel):
 
 def _clusters_out(rt: Lookalike, clusters: list[DuplicateCluster]) -> list[ClusterOut]:
     members = review.cluster_members(rt, clusters)
-    return [ClusterOut.model_validate(with_attributes(c, members=members[c.id])) for c in clusters]
+    groups = review.nested_groups(rt, [c.id for c in clusters])
+    return [
+        ClusterOut.model_validate(
+            with_attributes(c, members=members[c.id], groups=groups.get(c.id, []))
+        )
+        for c in clusters
+    ]
 
 
 def _cluster_out(rt: Lookalike, cluster: DuplicateCluster) -> ClusterOut:
