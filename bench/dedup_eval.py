@@ -101,6 +101,9 @@ def evaluate_quality(model: str, models_dir: Path | None) -> dict[str, Any]:
                     [IngestFile(copy.data, copy.name)],
                 )
             rt.ingest.wait_idle(600)
+            # The verdicts come from the duplicate enrichment stage, after the images are
+            # searchable: wait for it too.
+            rt.enrichment.wait_idle(600)
             ingest_s = time.perf_counter() - started
             with rt.catalog.session() as session:
                 rows = session.execute(

@@ -389,7 +389,7 @@ def test_an_upload_that_waits_is_told_which_record_it_copies(
     assert camera["status"] == "added" and camera["duplicate"] is None
     # The same verdict is what the image says afterwards, and its stage is done.
     image = client.get(f"/api/images/{cup['image_id']}", headers=alice).json()
-    assert image["duplicate"]["image_id"] == verdict["image_id"]
+    assert image["duplicate"] == verdict
     assert image["enrichment"]["duplicate"] == "done"
 
     # Re-uploading bytes that are stored: the record they are in is named too.

@@ -89,8 +89,23 @@ def test_record_with_images_then_search(client: TestClient, photos: dict[str, by
         "/api/search/similar",
         json={"collection": "shop", "image_id": image_id, "include_payload": True, "limit": 10},
     )
+    # Unrelated photos score below the model's relevance cut-off: weaker matches, on request.
+    strong = r.json()
+    assert strong["cutoff"] is not None and strong["weaker"] and not strong["more"]
+    assert all(h["score"] >= strong["cutoff"] for h in strong["hits"])
+    r = client.post(
+        "/api/search/similar",
+        json={
+            "collection": "shop",
+            "image_id": image_id,
+            "include_payload": True,
+            "limit": 10,
+            "include_weaker": True,
+        },
+    )
     hits = r.json()["hits"]
     assert image_id not in [h["image_id"] for h in hits] and len(hits) == 3
+    assert r.json()["cutoff"] is None and not r.json()["weaker"]
     assert hits[0]["payload"]["tags"] == ["a", "b"]
 
     r = client.post(
@@ -244,7 +259,13 @@ def test_editing_collections_and_records(client: TestClient, photos: dict[str, b
     assert r.json()["tags"] == ["sale"]
 
     def search(filters: dict[str, object]) -> set[str]:
-        body = {"collection": "store", "text_query": None, "image_id": cup, "filter": filters}
+        body = {
+            "collection": "store",
+            "text_query": None,
+            "image_id": cup,
+            "filter": filters,
+            "include_weaker": True,
+        }
         res = client.post("/api/search/similar", json=body)
         assert res.status_code == 200, res.text
         return {h["image_id"] for h in res.json()["hits"]}

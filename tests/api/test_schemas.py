@@ -40,7 +40,13 @@ def test_image_gathers_its_verdicts_and_links_its_bytes() -> None:
     shown = ImageOut.model_validate(
         _image(duplicate_tier="similar", duplicate_of="img0", anomaly_dnn=0.25, reviewed_at=WHEN)
     ).model_dump(mode="json")
-    assert shown["duplicate"] == {"tier": "similar", "image_id": "img0", "score": 0.0}
+    assert shown["duplicate"] == {
+        "tier": "similar",
+        "image_id": "img0",
+        "score": 0.0,
+        "record_id": None,  # named by the route that has the catalog at hand
+        "record_name": None,
+    }
     assert shown["anomaly"] == {
         "dnn": 0.25,
         "density": None,

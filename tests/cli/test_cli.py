@@ -43,10 +43,14 @@ def test_ingest_then_search(env: Path, tmp_path: Path, photos: dict[str, bytes])
     r = runner.invoke(app, ["ingest", str(folder / "chelsea.png"), "--collection", "pics"])
     assert "added 0, skipped as duplicate 1" in r.output
 
-    r = runner.invoke(
-        app,
-        ["search", str(folder / "coffee.png"), "--collection", "pics", "--json", "--limit", "3"],
-    )
+    query = ["search", str(folder / "coffee.png"), "--collection", "pics", "--limit", "3"]
+    r = runner.invoke(app, query)
+    assert r.exit_code == 0, r.output
+    assert "weaker matches (below the relevance cut-off 0.45) are hidden" in r.output
+    r = runner.invoke(app, [*query, "--json"])
+    answer = json.loads(r.stdout)
+    assert [h["name"] for h in answer["hits"]] == ["coffee"] and answer["weaker"]
+    r = runner.invoke(app, [*query, "--json", "--all"])
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["name"] == "coffee" and len(hits) == 3

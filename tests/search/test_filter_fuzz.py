@@ -51,7 +51,7 @@ from lookalike.search.filters import (
 )
 from lookalike.serving.bodies import validate
 from lookalike.vectors.base import Filter, Range
-from support import FUZZ, MAX_MESSAGE_CHARS, check_answer, make_settings
+from support import FUZZ, MAX_MESSAGE_CHARS, check_answer, make_settings, settle
 
 FIELDS: tuple[str, ...] = typing.get_args(FilterField)
 DSL_KEYS = (
@@ -371,7 +371,7 @@ class SearchApi:
     def search(self, filter_: Nested, transport: str) -> Response:
         if transport == "json":
             body = (
-                f'{{"collection":{json.dumps(self.collection)},'
+                f'{{"collection":{json.dumps(self.collection)},"include_weaker":true,'
                 f'"image_id":{json.dumps(self.image_id)},"filter":{filter_.text()}}}'
             )
             return self.client.post(
@@ -381,7 +381,7 @@ class SearchApi:
             )
         return self.client.post(
             "/api/search/similar",
-            data={"collection": self.collection, "filter": filter_.text()},
+            data={"collection": self.collection, "filter": filter_.text(), "include_weaker": "1"},
             files={"file": ("query.png", self.query_png, "image/png")},
         )
 
@@ -406,6 +406,7 @@ def search_api(
         ]
         results = rt.ingest.add_many(collection, items, wait=True)
         assert all(r.status == "added" for r in results), results
+        settle(rt)  # quality and NSFW scores too, which filters read
         query = io.BytesIO()
         Image.open(io.BytesIO(photos["coffee"])).resize((64, 48)).save(query, "PNG")
         with TestClient(create_app(runtime=rt)) as client:

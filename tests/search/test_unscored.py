@@ -26,7 +26,13 @@ def test_filters_on_scores_not_computed_yet_say_how_many_images_they_leave_out(
         ids = [r.image_id for r in rt.ingest.add_many(coll, items, wait=True)]
 
         def search(filter_: dict[str, object] | None) -> dict[str, object]:
-            body = {"collection": "shop", "image_id": ids[0], "limit": 10, "filter": filter_}
+            body = {
+                "collection": "shop",
+                "image_id": ids[0],
+                "limit": 10,
+                "filter": filter_,
+                "include_weaker": True,
+            }
             r = client.post("/api/search/similar", json=body)
             assert r.status_code == 200, r.text
             return dict(r.json())

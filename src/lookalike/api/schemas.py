@@ -337,6 +337,12 @@ class SearchRequest(Strict):
         description="Also match the query against the crops of each image (a collection created "
         "with use_crops); a hit scores the best of its global and crop similarities.",
     )
+    include_weaker: bool = Field(
+        default=False,
+        description="Also list the weaker matches: hits below the model's relevance cut-off "
+        "(`cutoff` in the answer), which are hidden by default. A score_threshold of your own "
+        "replaces the cut-off.",
+    )
 
 
 class HitOut(WithPreview):
@@ -353,6 +359,18 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     collection: str
     model_id: str
+    more: bool = Field(
+        default=False, description="There are more hits after this page (at the same cut-off)."
+    )
+    cutoff: float | None = Field(
+        default=None,
+        description="The relevance cut-off that was applied (null: none): hits scoring below it "
+        "are not matches for this model and are left out unless include_weaker.",
+    )
+    weaker: bool = Field(
+        default=False,
+        description="Hits below the cut-off exist: ask again with include_weaker to see them.",
+    )
     unscored: dict[str, int] = Field(
         default_factory=dict,
         description="For each computed score the filter reads (quality, nsfw): how many images "

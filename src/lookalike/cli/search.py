@@ -11,7 +11,15 @@ from rich.table import Table
 
 from lookalike.api.schemas import HitOut
 from lookalike.auth.tokens import DEFAULT_TENANT
-from lookalike.cli.common import CollectionOpt, DataDir, TenantOpt, load_settings, open_runtime, out
+from lookalike.cli.common import (
+    CollectionOpt,
+    DataDir,
+    TenantOpt,
+    console,
+    load_settings,
+    open_runtime,
+    out,
+)
 from lookalike.core.errors import InvalidInput
 
 
@@ -25,6 +33,12 @@ def search(
     phash_gate: Annotated[
         int | None, typer.Option(help="Only images within this pHash distance (bits).", min=0)
     ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also list the weaker matches, below the model's relevance cut-off."
+        ),
+    ] = False,
     tenant: TenantOpt = DEFAULT_TENANT,
     json_out: Annotated[
         bool, typer.Option("--json", help='Print {"hits": [...]} as JSON.')
@@ -32,7 +46,8 @@ def search(
     data_dir: DataDir = None,
 ) -> None:
     """Find look-alikes by IMAGE, --text or --image-id."""
-    from lookalike.search.service import search_similar
+    from lookalike.records.service import find_collection
+    from lookalike.search.service import search_page
 
     settings = load_settings(data_dir)
     if sum(x is not None for x in (image, text, image_id)) != 1:
@@ -42,23 +57,35 @@ def search(
     except OSError as exc:
         raise InvalidInput(f"cannot read {image}: {exc.strerror}") from None
     with open_runtime(settings) as rt:
-        hits = search_similar(
+        page = search_page(
             rt,
             tenant,
-            collection,
+            find_collection(rt, tenant, collection),
             image_bytes=data,
             image_id=image_id,
             text=text,
             limit=limit,
             score_threshold=score_threshold,
+            include_weaker=show_all,
             include_payload=json_out,
             phash_gate=phash_gate,
         )
     if json_out:
-        hits_out = [HitOut.model_validate(h).model_dump(mode="json") for h in hits]
-        out.print_json(json.dumps({"hits": hits_out}))
+        hits_out = [HitOut.model_validate(h).model_dump(mode="json") for h in page.hits]
+        out.print_json(
+            json.dumps(
+                {"hits": hits_out, "more": page.more, "cutoff": page.cutoff, "weaker": page.weaker}
+            )
+        )
         return
     table = Table("score", "name", "image id", "record id")
-    for h in hits:
+    for h in page.hits:
         table.add_row(f"{h.score:.4f}", h.name, h.image_id, h.record_id)
     out.print(table)
+    if not page.hits:
+        console.print("no match")
+    if page.weaker:
+        console.print(
+            f"weaker matches (below the relevance cut-off {page.cutoff:.2f}) are hidden; "
+            "--all lists them"
+        )

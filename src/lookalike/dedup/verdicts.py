@@ -5,6 +5,7 @@ enrichment stage, in batches, soon after the images are searchable."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection as Collection_
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -156,6 +157,21 @@ def nearest_duplicate(
     return None
 
 
+def records_of(catalog: Catalog, image_ids: Collection_[str]) -> dict[str, tuple[str, str]]:
+    """Image id -> (its record's id, the record's name), for the images that exist."""
+    if not image_ids:
+        return {}
+    with catalog.session() as session:
+        return {
+            image_id: (record_id, name)
+            for image_id, record_id, name in session.execute(
+                select(Image.id, Record.id, Record.name)
+                .join(Record, Record.id == Image.record_id)
+                .where(Image.id.in_(list(image_ids)))
+            )
+        }
+
+
 def with_verdicts(
     enrichment: EnrichmentRunner,
     catalog: Catalog,
@@ -186,17 +202,10 @@ def with_verdicts(
                 ).where(Image.id.in_(ids), Image.duplicate_of.is_not(None))
             )
         }
-        pointed = {v.duplicate_of for v in verdicts.values()} | {
-            r.image_id for r in results if r.status == "duplicate"
-        }
-        records = {
-            image_id: (record_id, name)
-            for image_id, record_id, name in session.execute(
-                select(Image.id, Record.id, Record.name)
-                .join(Record, Record.id == Image.record_id)
-                .where(Image.id.in_(pointed))
-            )
-        }
+    pointed = {v.duplicate_of for v in verdicts.values()} | {
+        r.image_id for r in results if r.status == "duplicate" and r.image_id
+    }
+    records = records_of(catalog, pointed)
     out = []
     for r in results:
         found: DuplicateOf | None = None

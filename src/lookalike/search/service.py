@@ -18,6 +18,7 @@ from lookalike.imaging import decode_image, phash_hex
 from lookalike.imaging.phash_index import MAX_GATE, candidate_filter, within
 from lookalike.records.service import Services
 from lookalike.search.filters import SearchFilters
+from lookalike.search.relevance import QueryKind, relevance_cutoff
 from lookalike.vectors.base import Filter, HasId, Hit
 
 MAX_LIMIT = 1000
@@ -176,6 +177,60 @@ def search_similar(
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of hits, and what lies beyond it: `more` hits at the same cut-off (exact), and
+    whether `weaker` ones lie below the relevance cut-off that hid them."""
+
+    hits: list[SearchHit]
+    more: bool
+    cutoff: float | None
+    weaker: bool
+
+
+def search_page(
+    rt: Services,
+    tenant: str,
+    collection: Collection,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    score_threshold: float | None = None,
+    include_weaker: bool = False,
+    **query: Any,
+) -> SearchPage:
+    """`search_similar` for a person paging through results: hits below the model's relevance
+    cut-off (`search.relevance`) are left out unless `include_weaker` or a `score_threshold` of
+    the caller's own; one hit more than asked for says whether there is a next page."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    kind: QueryKind = "text" if query.get("text") is not None else "image"
+    cutoff = (
+        None
+        if include_weaker or score_threshold is not None
+        else relevance_cutoff(collection, kind)
+    )
+    threshold = score_threshold if cutoff is None else cutoff
+    found = search_similar(
+        rt,
+        tenant,
+        collection,
+        limit=min(limit + 1, MAX_LIMIT),
+        offset=offset,
+        score_threshold=threshold,
+        **query,
+    )
+    more = len(found) > limit
+    hits = found[:limit]
+    weaker = False
+    if cutoff is not None and not more:
+        # The strong hits end on this page: is there anything at all below the cut-off?
+        weaker = bool(
+            search_similar(rt, tenant, collection, limit=1, offset=offset + len(hits), **query)
+        )
+    return SearchPage(hits=hits, more=more, cutoff=cutoff, weaker=weaker)
 
 
 def _ranked_hits(

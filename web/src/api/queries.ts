@@ -273,6 +273,8 @@ export interface SearchQuery {
   scoreThreshold?: number | undefined;
   phashGate?: number | undefined;
   filter?: SearchFilters | undefined;
+  /** Also the hits below the model's relevance cut-off ("weaker matches"). */
+  includeWeaker?: boolean | undefined;
   /** Distinguishes two searches with equal fields (the same file dropped twice). */
   nonce: number;
 }
@@ -286,6 +288,7 @@ export function searchPage(query: SearchQuery, offset: number): Promise<SearchRe
     phash_gate: query.kind === "text" ? null : (query.phashGate ?? null),
     filter: query.filter ?? null,
     include_payload: true,
+    include_weaker: query.includeWeaker ?? false,
   };
   if (query.kind === "file") {
     const form = new FormData();
@@ -308,8 +311,8 @@ export function useSearch(query: SearchQuery | null) {
     queryKey: [...keys.search, query?.nonce ?? 0],
     queryFn: ({ pageParam }) => searchPage(query!, pageParam),
     initialPageParam: 0,
-    getNextPageParam: (last, pages) =>
-      query && last.hits.length === query.limit ? pages.length * query.limit : undefined,
+    // The server says whether another page exists: no guessing from a full page.
+    getNextPageParam: (last, pages) => (query && last.more ? pages.length * query.limit : undefined),
     enabled: query !== null,
     staleTime: Infinity,
   });

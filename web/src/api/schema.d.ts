@@ -1601,6 +1601,12 @@ export interface components {
              */
             include_payload?: boolean;
             /**
+             * Include Weaker
+             * @description Also list the weaker matches: hits below the model's relevance cut-off (`cutoff` in the answer), which are hidden by default. A score_threshold of your own replaces the cut-off.
+             * @default false
+             */
+            include_weaker?: boolean;
+            /**
              * Limit
              * @default 10
              */
@@ -1637,10 +1643,21 @@ export interface components {
         SearchResponse: {
             /** Collection */
             collection: string;
+            /**
+             * Cutoff
+             * @description The relevance cut-off that was applied (null: none): hits scoring below it are not matches for this model and are left out unless include_weaker.
+             */
+            cutoff?: number | null;
             /** Hits */
             hits: components["schemas"]["HitOut"][];
             /** Model Id */
             model_id: string;
+            /**
+             * More
+             * @description There are more hits after this page (at the same cut-off).
+             * @default false
+             */
+            more?: boolean;
             /**
              * Notes
              * @description `unscored` in words.
@@ -1653,6 +1670,12 @@ export interface components {
             unscored?: {
                 [key: string]: number;
             };
+            /**
+             * Weaker
+             * @description Hits below the cut-off exist: ask again with include_weaker to see them.
+             * @default false
+             */
+            weaker?: boolean;
         };
         /** SessionOut */
         SessionOut: {

@@ -50,10 +50,14 @@ function api() {
     }),
     "POST /api/search/similar": ({ body }: Call) => {
       const { offset = 0, limit = 10, image_id } = body as { offset?: number; limit?: number; image_id?: string };
-      if (image_id) return { body: { hits: [hit(7)], collection: "C1", model_id: "clip" } };
-      // 30 hits in all: two full pages of 12, then a short one ends the list.
-      const hits = Array.from({ length: Math.max(0, Math.min(limit, 30 - offset)) }, (_, i) => hit(offset + i + 1));
-      return { body: { hits, collection: "C1", model_id: "clip" } };
+      if (image_id) return { body: { hits: [hit(7)], collection: "C1", model_id: "clip", more: false } };
+      // 36 hits in all, of which 30 are above the cut-off: two full pages of 12, then 6, and the
+      // server says there are no more matches (and that weaker ones exist).
+      const { include_weaker } = body as { include_weaker?: boolean };
+      const total = include_weaker ? 36 : 30;
+      const hits = Array.from({ length: Math.max(0, Math.min(limit, total - offset)) }, (_, i) => hit(offset + i + 1));
+      const more = offset + hits.length < total;
+      return { body: { hits, collection: "C1", model_id: "clip", more, cutoff: include_weaker ? null : 0.2, weaker: !include_weaker && !more } };
     },
     "GET /api/images/:id": ({ path }: Call) => ({ body: image(path.split("/")[3]!) }),
     "GET /api/records/:id": ({ path }: Call) => ({
@@ -104,6 +108,15 @@ describe("Search", () => {
     expect(within(panel).getByText(/"owner": "alice"/)).toBeInTheDocument();
     await user.keyboard("{ArrowLeft}{ArrowLeft}");
     expect(within(panel).getByText("1 / 30")).toBeInTheDocument();
+    await user.keyboard("{Escape}");
+
+    // The count is exact, and the weaker matches come on request.
+    expect(screen.getByText("30 results")).toBeInTheDocument();
+    expect(screen.getByText(/Weaker matches, below this model's relevance cut-off \(0.20\), are hidden/)).toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: "Show weaker matches" }));
+    await waitFor(() => expect(screen.getAllByTestId("result")).toHaveLength(36));
+    expect(calls.filter((c) => c.path === "/api/search/similar").at(-1)!.body).toMatchObject({ include_weaker: true });
+    expect(screen.queryByRole("button", { name: "Show weaker matches" })).not.toBeInTheDocument();
   });
 
   it("invites a first search", async () => {

@@ -64,6 +64,18 @@ export function SearchPage() {
   const preview = useObjectUrl(file);
   const results = useSearch(query);
   const hits = useMemo(() => results.data?.pages.flatMap((p) => p.hits) ?? [], [results.data]);
+  const lastPage = results.data?.pages.at(-1);
+  const showWeaker = () => query && setQuery({ ...query, includeWeaker: true, nonce: ++nonce.current });
+  const weakerNote = lastPage?.weaker && !results.hasNextPage && (
+    <div className="flex flex-wrap items-center justify-center gap-3 py-6 text-sm text-slate-600">
+      <span>
+        Weaker matches, below this model's relevance cut-off ({lastPage.cutoff?.toFixed(2)}), are hidden.
+      </span>
+      <Button size="sm" onClick={showWeaker}>
+        Show weaker matches
+      </Button>
+    </div>
+  );
   const { ref: sentinel, inView } = useInView({ rootMargin: "400px" });
 
   const run = useCallback(
@@ -294,9 +306,14 @@ export function SearchPage() {
           ) : results.error ? (
             <ErrorState error={results.error} title="The search failed" onRetry={() => void results.refetch()} />
           ) : hits.length === 0 ? (
-            <EmptyState icon={<ScanSearch className="size-10" />} title="No look-alikes found">
-              Loosen the filters, lower the minimum score or remove the pHash gate.
-            </EmptyState>
+            <>
+              <EmptyState icon={<ScanSearch className="size-10" />} title="No match">
+                {lastPage?.weaker
+                  ? "Nothing in this collection looks like it: every image scores below the relevance cut-off."
+                  : "Loosen the filters, lower the minimum score or remove the pHash gate."}
+              </EmptyState>
+              {weakerNote}
+            </>
           ) : (
             <>
               <p className="mb-3 text-sm text-slate-600" aria-live="polite">
@@ -319,6 +336,7 @@ export function SearchPage() {
                   </Button>
                 )}
               </div>
+              {weakerNote}
             </>
           )}
         </section>

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from lookalike.api.deps import Caller, Runtime
 from lookalike.api.schemas import ImageOut
 from lookalike.catalog.repository import get_image
 from lookalike.core.errors import NotFound
+from lookalike.dedup.verdicts import records_of
 from lookalike.records.thumbnails import thumbnail_of
 
 router = APIRouter(prefix="/api/images", tags=["images"])
@@ -26,8 +29,16 @@ _IMMUTABLE = {
 def read_image(image_id: str, rt: Runtime, caller: Caller) -> ImageOut:
     with rt.catalog.session() as session:
         image = ImageOut.model_validate(get_image(session, caller.tenant, image_id))
-    states = rt.enrichment.queue.of_image(image.id)
-    return image.model_copy(update={"enrichment": states})
+    update: dict[str, Any] = {"enrichment": rt.enrichment.queue.of_image(image.id)}
+    if image.duplicate is not None:
+        # Name the record the verdict points at, as upload results do.
+        found = records_of(rt.catalog, [image.duplicate.image_id]).get(image.duplicate.image_id)
+        if found is not None:
+            record_id, name = found
+            update["duplicate"] = image.duplicate.model_copy(
+                update={"record_id": record_id, "record_name": name}
+            )
+    return image.model_copy(update=update)
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response)

@@ -11,7 +11,7 @@ from lookalike.api.forms import FILE_SCHEMA, openapi_body
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.core.errors import InvalidInput
 from lookalike.records.service import find_collection
-from lookalike.search.service import search_similar, unscored, unscored_notes
+from lookalike.search.service import search_page, unscored, unscored_notes
 from lookalike.serving.bodies import is_multipart, json_body, json_field, validate
 
 router = APIRouter(prefix="/api/search", tags=["search"])
@@ -50,7 +50,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
         }
         if "filter" in raw:
             raw["filter"] = json_field(str(raw["filter"]), "filter")
-        for flag in ("include_payload", "use_crops"):
+        for flag in ("include_payload", "use_crops", "include_weaker"):
             if flag in raw:
                 raw[flag] = str(raw[flag]).lower() in ("1", "true", "yes", "on")
         body = validate(SearchRequest, raw)
@@ -60,7 +60,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
 
     def run() -> SearchResponse:
         collection = find_collection(rt, caller.tenant, body.collection)
-        hits = search_similar(
+        page = search_page(
             rt,
             caller.tenant,
             collection,
@@ -70,6 +70,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             limit=body.limit,
             offset=body.offset,
             score_threshold=body.score_threshold,
+            include_weaker=body.include_weaker,
             filters=body.filter,
             include_payload=body.include_payload,
             phash_gate=body.phash_gate,
@@ -77,9 +78,12 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
         )
         missing = unscored(rt, collection, body.filter)
         return SearchResponse(
-            hits=[HitOut.model_validate(h) for h in hits],
+            hits=[HitOut.model_validate(h) for h in page.hits],
             collection=collection.id,
             model_id=collection.model_id,
+            more=page.more,
+            cutoff=page.cutoff,
+            weaker=page.weaker,
             unscored=missing,
             notes=unscored_notes(missing),
         )
