@@ -1,4 +1,5 @@
 /** Everything about one image: preview, record, payload, look-alikes, duplicate verdict, feedback. */
+import { clsx } from "clsx";
 import { ChevronLeft, ChevronRight, ClipboardCopy, ExternalLink, Link2, ScanSearch } from "lucide-react";
 import type { KeyboardEvent, ReactNode } from "react";
 import { Link } from "react-router-dom";
@@ -62,11 +63,18 @@ export function DuplicateVerdictView({ verdict, onOpen }: { verdict: DuplicateVe
       <Badge tone={verdict.tier === "similar" ? "amber" : "red"}>{tierLabel[verdict.tier] ?? verdict.tier}</Badge>
       <span>of</span>
       {onOpen ? (
-        <button type="button" className="font-mono text-xs text-brand-700 underline" onClick={() => onOpen(verdict.image_id)}>
-          {verdict.image_id}
+        <button
+          type="button"
+          className={clsx("text-brand-700 underline", !verdict.record_name && "font-mono text-xs")}
+          onClick={() => onOpen(verdict.image_id)}
+          title={verdict.image_id}
+        >
+          {verdict.record_name ?? verdict.image_id}
         </button>
       ) : (
-        <span className="font-mono text-xs">{verdict.image_id}</span>
+        <span className={clsx(!verdict.record_name && "font-mono text-xs")} title={verdict.image_id}>
+          {verdict.record_name ?? verdict.image_id}
+        </span>
       )}
       <span className="text-slate-500">score {formatScore(verdict.score)}</span>
     </div>
