@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
 from lookalike.demo.samples import sample_photos, transform
+from lookalike.imaging import decode_image
 from lookalike.quality import QualityScore, quality_score
+from lookalike.quality.scores import OVERALL_WEIGHTS
 
 # Colour and grayscale photos whose shorter side is at least 500 px, so a 2x-downscaled copy
 # still reaches the 256 px working size without upscaling.
@@ -46,7 +49,7 @@ def test_scores_are_in_unit_range_and_deterministic(images: dict[str, Image.Imag
         first = _score(image)
         _assert_in_unit_range(first)
         assert _score(image.copy()) == first, name
-        assert set(first.as_dict()) == {"sharpness", "exposure", "resolution", "overall"}
+        assert set(first.as_dict()) == {*OVERALL_WEIGHTS, "overall"}
 
 
 def test_ordinary_photos_score_well(images: dict[str, Image.Image]) -> None:
@@ -145,3 +148,35 @@ def test_other_modes_and_odd_shapes_are_accepted(images: dict[str, Image.Image])
 def test_invalid_original_size_is_rejected(images: dict[str, Image.Image]) -> None:
     with pytest.raises(ValueError, match="original_size"):
         quality_score(images["camera"], (0, 100))
+
+
+def _jpeg(image: Image.Image, quality: int) -> tuple[Image.Image, int | None]:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    decoded = decode_image(buf.getvalue(), max_bytes=1 << 30, max_pixels=1 << 30)
+    return decoded.image, decoded.jpeg_quality
+
+
+def test_junk_scores_below_every_photo_and_says_why(images: dict[str, Image.Image]) -> None:
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8))
+    blank = Image.new("RGB", (640, 480), (200, 200, 200))
+    tiny = Image.new("RGB", (8, 8), (255, 0, 0))
+    strip = images["astronaut"].resize((1200, 100))
+    crushed, quality = _jpeg(images["astronaut"], 8)
+    assert quality is not None and quality <= 15
+    junk = {
+        "noise": (quality_score(noise, noise.size), "noise"),
+        "blank": (quality_score(blank, blank.size), "contrast"),
+        "tiny": (quality_score(tiny, tiny.size), "resolution"),
+        "strip": (quality_score(strip, strip.size), "aspect"),
+        "crushed": (quality_score(crushed, crushed.size, jpeg_quality=quality), "compression"),
+    }
+    worst_photo = min(_score(image).overall for image in images.values())
+    for name, (score, reason) in junk.items():
+        assert score.overall < worst_photo, (name, score)
+        assert reason in score.weakest(), (name, score)
+    # The same photo, well compressed, keeps its score.
+    fine, fine_quality = _jpeg(images["astronaut"], 90)
+    assert fine_quality == 90
+    assert quality_score(fine, fine.size, jpeg_quality=90).compression == 1.0

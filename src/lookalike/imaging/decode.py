@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -59,6 +59,26 @@ class DecodedImage:
     width: int
     height: int
     size_bytes: int
+    # For a JPEG: the IJG quality (1..100) its luminance quantization table was made with.
+    jpeg_quality: int | None = None
+
+
+# The IJG (libjpeg) reference luminance quantization table; every encoder that takes a
+# "quality" scales it (`jpeg_quality_of`).
+_IJG_LUMINANCE_SUM = sum(
+    (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
+     56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
+     104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+)  # fmt: skip
+
+
+def jpeg_quality_of(luminance_table: Sequence[int]) -> int:
+    """The IJG quality a luminance quantization table was scaled to: libjpeg multiplies the
+    reference table by 5000/q % (q < 50) or 200 - 2q % (q >= 50), so the ratio of the sums
+    gives q back (exactly for libjpeg's tables, approximately for others)."""
+    scale = 100.0 * sum(luminance_table) / _IJG_LUMINANCE_SUM
+    quality = 5000.0 / scale if scale > 100.0 else (200.0 - scale) / 2.0
+    return max(1, min(100, round(quality)))
 
 
 # mime -> (short format name reported to callers, the Pillow plugin allowed to open it)
@@ -456,6 +476,8 @@ def decode_image(
     source = _open_header(data, format_name, plugin, max_pixels, max_aspect_ratio)
 
     full_width, full_height = source.size
+    tables = getattr(source, "quantization", None) if plugin == "JPEG" else None
+    jpeg_quality = jpeg_quality_of(tables[0]) if tables and 0 in tables else None
     drafted = False
     if reduce_for is not None and plugin == "JPEG":
         # The decoder scales by 1/2, 1/4 or 1/8 while decoding: far less work and memory.
@@ -500,6 +522,7 @@ def decode_image(
         width=full_width,
         height=full_height,
         size_bytes=size_bytes,
+        jpeg_quality=jpeg_quality,
     )
 
 

@@ -90,7 +90,8 @@ class QualityStage:
         for item in batch.items:
             assert item.pixels is not None
             size = (item.image.width, item.image.height)
-            scores[item.image.id] = round(quality_score(item.pixels.image, size).overall, 4)
+            score = quality_score(item.pixels.image, size, jpeg_quality=item.pixels.jpeg_quality)
+            scores[item.image.id] = round(score.overall, 4)
         _store_scores(
             self.catalog, self.vectors, batch.collection, "quality_score", "quality", scores
         )
