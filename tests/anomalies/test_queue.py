@@ -3,11 +3,13 @@ review state, and the queue's filters."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import select, update
 
 from lookalike.anomalies.queue import (
@@ -26,7 +28,7 @@ from lookalike.core.errors import ImageNotFound, InvalidInput
 from lookalike.demo.samples import derived_set
 from lookalike.ingest.pipeline import IngestFile, NewRecord
 from lookalike.records.service import create_collection, delete_images
-from support import make_settings, noise_png, settle
+from support import make_settings, noise_png, png, settle
 
 SORTS = ("dnn", "density", "ood")
 
@@ -56,6 +58,8 @@ def cats(photos: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def queue(rt: Lookalike, coll: Collection, **kwargs: object) -> list[AnomalyItem]:
+    """The queue by an outlier score (dnn unless `sort` says otherwise)."""
+    kwargs.setdefault("sort", "dnn")
     items, total = list_anomalies(rt.catalog, coll, limit=200, **kwargs)  # type: ignore[arg-type]
     assert total == len(items)
     return items
@@ -249,3 +253,33 @@ def test_scheduled_recompute_is_registered(settings: Settings) -> None:
         settings.model_copy(update={"anomaly_recompute_interval_s": 0}), start=False
     ) as rt:
         assert RECOMPUTE_JOB not in [p.kind for p in rt.jobs._periodic]
+
+
+def test_junk_tops_the_review_queue_and_says_why(rt: Lookalike, photos: dict[str, bytes]) -> None:
+    """The sample photos plus a noise image, a blank one, an 8x8 one and a crushed JPEG: the
+    four take the top four places, flagged with their reasons; no photo is flagged."""
+    blank = PILImage.new("RGB", (640, 480), (200, 200, 200))
+    tiny = PILImage.new("RGB", (8, 8), (255, 0, 0))
+    crushed = io.BytesIO()
+    astronaut = PILImage.open(io.BytesIO(photos["astronaut"])).convert("RGB")
+    astronaut.resize((400, 400)).save(crushed, "JPEG", quality=6)
+    junk = {
+        "noise.png": noise_png(),
+        "blank.png": png(blank),
+        "tiny.png": png(tiny),
+        "crushed.jpg": crushed.getvalue(),
+    }
+    coll = create_collection(rt, "default", "junk")
+    ids = ingest(rt, coll, {**photos, **junk})
+    flagged, total = list_anomalies(rt.catalog, coll, needs_review=True)
+    assert total == len(flagged) == len(junk)
+    assert {i.image_id for i in flagged} == {ids[name] for name in junk}
+    why = {i.name: " ".join(i.reasons) for i in flagged}
+    assert "noisy" in why["noise.png"]
+    assert "blank or flat" in why["blank.png"]
+    assert "tiny" in why["tiny.png"]
+    assert "heavily compressed" in why["crushed.jpg"]
+    everything, _ = list_anomalies(rt.catalog, coll, limit=200)
+    assert [i.needs_review for i in everything] == [True] * 4 + [False] * len(photos)
+    rest, rest_total = list_anomalies(rt.catalog, coll, needs_review=False, limit=200)
+    assert rest_total == len(photos) and not any(i.reasons for i in rest)

@@ -71,6 +71,9 @@ def test_queue_lists_the_odd_image_first(client: TestClient, cats: dict[str, Any
         "reviewed_at",
         "reviewed_by",
         "review_note",
+        "priority",
+        "needs_review",
+        "reasons",
         "preview_url",
     }
     assert top["name"] == "noise.png" and top["reviewed"] is False

@@ -115,7 +115,9 @@ def test_anomalies(env: Path, tmp_path: Path, photos: dict[str, bytes]) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["ingest", str(folder), "--collection", "pics"]).exit_code == 0
 
-    r = runner.invoke(app, ["anomalies", "--collection", "pics", "--json", "--sort", "ood"])
+    r = runner.invoke(
+        app, ["anomalies", "--collection", "pics", "--json", "--sort", "ood", "--all"]
+    )
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert body["total"] == 4 and body["items"][0]["name"] == "noise"

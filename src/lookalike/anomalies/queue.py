@@ -37,7 +37,7 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from lookalike.anomalies.scores import (
@@ -61,7 +61,7 @@ from lookalike.vectors.base import VectorIndex
 log = logging.getLogger(__name__)
 
 RECOMPUTE_JOB = "anomaly_recompute"
-Sort = Literal["dnn", "density", "ood"]
+Sort = Literal["review", "dnn", "density", "ood"]
 ReviewedFilter = Literal["false", "true", "all"]
 MAX_LIMIT = 200
 MAX_NOTE = 4000
@@ -70,6 +70,35 @@ _SCORE_COLUMNS = {
     "dnn": Image.anomaly_dnn,
     "density": Image.anomaly_density,
     "ood": Image.anomaly_ood,
+}
+
+# The review priority (sort "review"): the larger of two signals, and an image at or above
+# `REVIEW_CUTOFF` "needs review".
+# - junk: 1 - the image's weakest quality factor (noise, blank, tiny, heavily compressed, a
+#   strip...: `quality.scores`). Embedding outlierness alone misses these: random noise sits
+#   *closer* to the collection's mean than most photos do with the offline model.
+# - outlier: its `ood` z-score, scaled so that 3 sigma reaches the cut-off.
+# Calibrated on the sample photos plus a noise image, a blank, an 8x8 and a quality-6 JPEG: the
+# four score 0.92-1.0 and take the top four places; the photos stay under 0.8 (the blurriest,
+# a microscope slide, 0.79; the darkest, the Hubble deep field, 0.72): a weakest factor under
+# 0.15 is junk, under 0.3 only a poor photo (tests/anomalies/test_queue.py).
+REVIEW_CUTOFF = 0.85
+_OUTLIER_FROM_SIGMA, _OUTLIER_AT_CUTOFF_SIGMA = 1.0, 3.0
+_JUNK = 1.0 - func.coalesce(Image.quality_worst, 1.0)
+_OUTLIER = (
+    (func.coalesce(Image.anomaly_ood, 0.0) - _OUTLIER_FROM_SIGMA)
+    * REVIEW_CUTOFF
+    / (_OUTLIER_AT_CUTOFF_SIGMA - _OUTLIER_FROM_SIGMA)
+)
+_PRIORITY = case((_JUNK > _OUTLIER, _JUNK), else_=_OUTLIER)
+_QUALITY_WORDS = {
+    "sharpness": "blurry",
+    "noise": "noisy",
+    "contrast": "blank or flat",
+    "exposure": "badly exposed",
+    "resolution": "tiny",
+    "compression": "heavily compressed",
+    "aspect": "extreme shape",
 }
 # Reading a collection's vectors for its `OodStats` takes ~3 s per 20k points at 1280
 # dimensions: fine once on the writer thread, not for a large collection.
@@ -97,23 +126,44 @@ class AnomalyItem:
     reviewed_at: datetime | None
     reviewed_by: str | None
     review_note: str | None
+    priority: float = 0.0
+    reasons: tuple[str, ...] = ()
 
     @property
     def reviewed(self) -> bool:
         return self.reviewed_at is not None
 
+    @property
+    def needs_review(self) -> bool:
+        return self.priority >= REVIEW_CUTOFF
+
 
 def _item(image: Image, name: str) -> AnomalyItem:
+    junk = 1.0 - (image.quality_worst if image.quality_worst is not None else 1.0)
+    ood = image.anomaly_ood
+    outlier = (
+        ((ood or 0.0) - _OUTLIER_FROM_SIGMA)
+        * REVIEW_CUTOFF
+        / (_OUTLIER_AT_CUTOFF_SIGMA - _OUTLIER_FROM_SIGMA)
+    )
+    reasons = []
+    if junk >= REVIEW_CUTOFF:
+        words = [_QUALITY_WORDS.get(i, i) for i in image.quality_issues or []]
+        reasons.append(f"low quality ({image.quality_score or 0.0:.2f}): {', '.join(words)}")
+    if outlier >= REVIEW_CUTOFF and ood is not None:
+        reasons.append(f"outlier: {ood:.1f} sigma from the rest of the collection")
     return AnomalyItem(
         image_id=image.id,
         record_id=image.record_id,
         name=name,
         dnn=image.anomaly_dnn,
         density=image.anomaly_density,
-        ood=image.anomaly_ood,
+        ood=ood,
         reviewed_at=image.reviewed_at,
         reviewed_by=image.reviewed_by,
         review_note=image.review_note,
+        priority=round(min(1.0, max(0.0, junk, outlier)), 4),
+        reasons=tuple(reasons),
     )
 
 
@@ -121,19 +171,23 @@ def list_anomalies(
     catalog: Catalog,
     collection: Collection,
     *,
-    sort: str = "dnn",
+    sort: str = "review",
     reviewed: str = "false",
+    needs_review: bool | None = None,
     min_score: float | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[AnomalyItem], int]:
-    """A page of `collection`'s images by `sort` score, most unusual first, and how many match.
+    """A page of `collection`'s images by `sort` score, most in need of a look first, and how
+    many match.
 
+    `sort` "review" ranks by the review priority (junk and outliers, see `REVIEW_CUTOFF`);
+    `needs_review` keeps only the images at or above the cut-off (True) or below it (False).
     `reviewed` is "false" (the queue: not reviewed yet), "true" or "all". Images without that
     score yet are left out; ties go by image id, so pages are stable.
     """
-    if sort not in _SCORE_COLUMNS:
-        raise InvalidInput(f"sort must be one of: {', '.join(_SCORE_COLUMNS)}")
+    if sort not in get_args(Sort):
+        raise InvalidInput(f"sort must be one of: {', '.join(get_args(Sort))}")
     if reviewed not in get_args(ReviewedFilter):
         raise InvalidInput("reviewed must be one of: false, true, all")
     if not 1 <= limit <= MAX_LIMIT:
@@ -142,8 +196,15 @@ def list_anomalies(
         raise InvalidInput("offset must be >= 0")
     if min_score is not None and not math.isfinite(min_score):
         raise InvalidInput("min_score must be a finite number")
-    score = _SCORE_COLUMNS[sort]
-    where = [Image.collection_id == collection.id, score.is_not(None)]
+    score: Any = _PRIORITY if sort == "review" else _SCORE_COLUMNS[sort]
+    scored = (
+        (Image.anomaly_ood.is_not(None) | Image.quality_worst.is_not(None))
+        if sort == "review"
+        else score.is_not(None)
+    )
+    where = [Image.collection_id == collection.id, scored]
+    if needs_review is not None:
+        where.append(_PRIORITY >= REVIEW_CUTOFF if needs_review else _PRIORITY < REVIEW_CUTOFF)
     if reviewed == "false":
         where.append(Image.reviewed_at.is_(None))
     elif reviewed == "true":

@@ -485,6 +485,12 @@ class AnomalyItemOut(WithPreview):
     reviewed_at: datetime | None
     reviewed_by: str | None
     review_note: str | None
+    priority: float = Field(
+        description="Review priority 0..1: the larger of junk (1 - the weakest quality factor) "
+        "and outlierness (the ood z-score, 3 sigma at the cut-off)."
+    )
+    needs_review: bool = Field(description="priority at or above the cut-off (0.85).")
+    reasons: list[str] = Field(description="Why it needs review, in words.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -147,6 +147,9 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     model_id: Mapped[str | None] = mapped_column(String(160), default=None)
     quality_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # The weakest quality factor and the factors under 0.5 (`quality.scores`): why it scored low.
+    quality_worst: Mapped[float | None] = mapped_column(Float, default=None)
+    quality_issues: Mapped[list[str] | None] = mapped_column(default=None)
     nsfw_score: Mapped[float | None] = mapped_column(Float, default=None)
     # The duplicate verdict made at ingest: the nearest image already in the collection.
     duplicate_tier: Mapped[str | None] = mapped_column(String(16), default=None)

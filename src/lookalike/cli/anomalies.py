@@ -22,7 +22,12 @@ from lookalike.cli.common import (
 
 def anomalies(
     collection: CollectionOpt,
-    sort: Annotated[str, typer.Option(help="Rank by: dnn, density or ood.")] = "dnn",
+    sort: Annotated[
+        str, typer.Option(help="Rank by: review (junk and outliers first), dnn, density or ood.")
+    ] = "review",
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also the images below the review cut-off.")
+    ] = False,
     limit: Annotated[int, typer.Option(help="Number of images.", min=1, max=200)] = 20,
     recompute: Annotated[
         bool, typer.Option("--recompute", help="Recompute every score first.")
@@ -33,7 +38,8 @@ def anomalies(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """The anomaly review queue: the most unusual images not reviewed yet."""
+    """The anomaly review queue: the images that need review (junk and outliers), not reviewed
+    yet; --all lists the others after them."""
     from lookalike.anomalies.queue import list_anomalies
     from lookalike.records.service import find_collection
 
@@ -42,14 +48,18 @@ def anomalies(
         if recompute:
             result = rt.anomalies.recompute(coll.id)
             console.print(f"scored {result['scored']} images in {result['seconds']} s")
-        items, total = list_anomalies(rt.catalog, coll, sort=sort, limit=limit)
+        items, total = list_anomalies(
+            rt.catalog, coll, sort=sort, limit=limit, needs_review=None if show_all else True
+        )
     if json_out:
         page = AnomalyPage(items=[AnomalyItemOut.model_validate(i) for i in items], total=total)
         out.print_json(page.model_dump_json())
         return
-    table = Table("dnn", "density", "ood", "name", "image id", title=f"{total} not reviewed")
+    title = f"{total} not reviewed" if show_all else f"{total} need review"
+    table = Table("priority", "ood", "name", "image id", "why", title=title)
     for i in items:
-        table.add_row(*(_score(x) for x in (i.dnn, i.density, i.ood)), i.name, i.image_id)
+        why = "; ".join(i.reasons) or "-"
+        table.add_row(_score(i.priority), _score(i.ood), i.name, i.image_id, why)
     out.print(table)
 
 

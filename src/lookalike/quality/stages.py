@@ -26,7 +26,7 @@ from lookalike.embedding.base import Embedder
 from lookalike.embedding.models import Models
 from lookalike.enrichment.runner import StageBatch
 from lookalike.quality.nsfw import INPUT_SIZE, NsfwDetector
-from lookalike.quality.scores import WORKING_SIZE, quality_score
+from lookalike.quality.scores import OVERALL_WEIGHTS, WORKING_SIZE, quality_score
 from lookalike.vectors.base import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,28 @@ class QualityStage:
 
     def run(self, batch: StageBatch) -> Mapping[str, str]:
         scores: dict[str, float | None] = {}
+        issues = []
         for item in batch.items:
             assert item.pixels is not None
             size = (item.image.width, item.image.height)
             score = quality_score(item.pixels.image, size, jpeg_quality=item.pixels.jpeg_quality)
             scores[item.image.id] = round(score.overall, 4)
+            worst = min(getattr(score, name) for name in OVERALL_WEIGHTS)
+            issues.append(
+                {"b_id": item.image.id, "worst": round(worst, 4), "issues": score.weakest()}
+            )
         _store_scores(
             self.catalog, self.vectors, batch.collection, "quality_score", "quality", scores
         )
+        # Why it scored low, for the review queue (which puts junk first).
+        table = cast(Table, Image.__table__)
+        with self.catalog.engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(quality_worst=bindparam("worst"), quality_issues=bindparam("issues")),
+                issues,
+            )
         return {}
 
 

@@ -417,15 +417,25 @@ export function useAnomalies(
   collectionId: string | undefined,
   sort: AnomalySort,
   reviewed: ReviewedFilter,
+  needsReview?: boolean,
   pageSize = 24,
   enabled = true,
 ) {
   return useInfiniteQuery({
-    queryKey: [...keys.anomalies(collectionId ?? ""), sort, reviewed],
+    queryKey: [...keys.anomalies(collectionId ?? ""), sort, reviewed, needsReview ?? "all"],
     queryFn: ({ pageParam }) =>
       unwrap(
         api.GET("/api/qa/anomalies", {
-          params: { query: { collection: collectionId!, sort, reviewed, limit: pageSize, offset: pageParam } },
+          params: {
+            query: {
+              collection: collectionId!,
+              sort,
+              reviewed,
+              ...(needsReview === undefined ? {} : { needs_review: needsReview }),
+              limit: pageSize,
+              offset: pageParam,
+            },
+          },
         }),
       ),
     initialPageParam: 0,

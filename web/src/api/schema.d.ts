@@ -437,8 +437,8 @@ export interface paths {
         };
         /**
          * List Anomalies
-         * @description The most unusual images of a collection by `sort`, descending; images without that
-         *     score yet (not embedded, or alone in their collection) are left out.
+         * @description The images of a collection most in need of a look, by `sort`, descending; images without
+         *     that score yet (not embedded or not enriched, or alone in their collection) are left out.
          */
         get: operations["list_anomalies_api_qa_anomalies_get"];
         put?: never;
@@ -699,8 +699,23 @@ export interface components {
              * @description The record's name.
              */
             name: string;
+            /**
+             * Needs Review
+             * @description priority at or above the cut-off (0.85).
+             */
+            needs_review: boolean;
             /** Preview Url */
             readonly preview_url: string;
+            /**
+             * Priority
+             * @description Review priority 0..1: the larger of junk (1 - the weakest quality factor) and outlierness (the ood z-score, 3 sigma at the cut-off).
+             */
+            priority: number;
+            /**
+             * Reasons
+             * @description Why it needs review, in words.
+             */
+            reasons: string[];
             /** Record Id */
             record_id: string;
             /** Review Note */
@@ -2579,10 +2594,12 @@ export interface operations {
             query: {
                 /** @description Collection id or name. */
                 collection: string;
-                /** @description The score to rank by. */
-                sort?: "dnn" | "density" | "ood";
+                /** @description The score to rank by: review (junk and outliers first) or one score. */
+                sort?: "review" | "dnn" | "density" | "ood";
                 /** @description false: the queue; true: the reviewed ones. */
                 reviewed?: "false" | "true" | "all";
+                /** @description true: only images at or above the review cut-off; false: the rest. */
+                needs_review?: boolean | null;
                 /** @description Only images scoring at least this. */
                 min_score?: number | null;
                 limit?: number;

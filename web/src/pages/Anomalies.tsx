@@ -14,17 +14,23 @@ import { Badge, Button, Card, EmptyState, ErrorState, Field, LoadingBlock, PageH
 import { useCurrentCollection } from "@/lib/collection";
 import { formatDate } from "@/lib/format";
 
-const SORTS: { value: AnomalySort; label: string; hint: string }[] = [
+type OutlierScore = Exclude<AnomalySort, "review">;
+
+const SCORES: { value: OutlierScore; label: string; hint: string }[] = [
   { value: "dnn", label: "Nearest-neighbour distance", hint: "far from every other image" },
   { value: "density", label: "Local density", hint: "in a sparse region" },
   { value: "ood", label: "Out of distribution", hint: "unlike the collection as a whole" },
 ];
+const SORTS: { value: AnomalySort; label: string; hint: string }[] = [
+  { value: "review", label: "Needs a look first", hint: "junk (noise, blank, tiny, crushed) and strong outliers first" },
+  ...SCORES,
+];
 
 /** The largest of each score among the images shown, so the bars compare them with each other. */
-type Maxima = Record<AnomalySort, number>;
+type Maxima = Record<OutlierScore, number>;
 
 function maxima(items: AnomalyItem[]): Maxima {
-  const top = (key: AnomalySort) => Math.max(1e-9, ...items.map((i) => Math.abs(i.scores[key] ?? 0)));
+  const top = (key: OutlierScore) => Math.max(1e-9, ...items.map((i) => Math.abs(i.scores[key] ?? 0)));
   return { dnn: top("dnn"), density: top("density"), ood: top("ood") };
 }
 
@@ -59,9 +65,17 @@ function AnomalyRow({
             ) : (
               <Badge tone="amber">to review</Badge>
             )}
+            {item.needs_review && <Badge tone="red">needs review</Badge>}
           </div>
+          {item.reasons.length > 0 && (
+            <ul className="text-sm text-red-700" aria-label="Why">
+              {item.reasons.map((reason) => (
+                <li key={reason}>{reason}</li>
+              ))}
+            </ul>
+          )}
           <div className="max-w-md space-y-1">
-            {SORTS.map((s) => (
+            {SCORES.map((s) => (
               <div key={s.value} className={clsx(s.value === sort ? "font-semibold" : "opacity-80")}>
                 <ScoreBar label={s.value} value={item.scores[s.value]} max={scale[s.value]} />
               </div>
@@ -90,10 +104,11 @@ function AnomalyRow({
 export function AnomaliesPage() {
   const { collection, isLoading: collectionsLoading } = useCurrentCollection();
   const navigate = useNavigate();
-  const [sort, setSort] = useState<AnomalySort>("dnn");
+  const [sort, setSort] = useState<AnomalySort>("review");
   const [reviewed, setReviewed] = useState<ReviewedFilter>("false");
+  const [which, setWhich] = useState<"flagged" | "all">("flagged");
   const [opened, setOpened] = useState<string | null>(null);
-  const anomalies = useAnomalies(collection?.id, sort, reviewed);
+  const anomalies = useAnomalies(collection?.id, sort, reviewed, which === "flagged" ? true : undefined);
   const review = useReviewAnomaly(collection?.id ?? "");
   const recompute = useRecomputeAnomalies(collection?.id ?? "");
   const feedback = useGiveFeedback();
@@ -141,6 +156,14 @@ export function AnomaliesPage() {
             </Select>
           )}
         </Field>
+        <Field label="Which images" className="w-44">
+          {(props) => (
+            <Select {...props} value={which} onChange={(e) => setWhich(e.target.value as "flagged" | "all")}>
+              <option value="flagged">Needs review</option>
+              <option value="all">All</option>
+            </Select>
+          )}
+        </Field>
         <Field label="Show" className="w-44">
           {(props) => (
             <Select {...props} value={reviewed} onChange={(e) => setReviewed(e.target.value as ReviewedFilter)}>
@@ -169,8 +192,22 @@ export function AnomaliesPage() {
           <ErrorState error={anomalies.error} onRetry={() => void anomalies.refetch()} />
         )
       ) : items.length === 0 ? (
-        <EmptyState icon={<CheckCircle2 className="size-10" />} title={reviewed === "false" ? "Nothing left to review" : "No images here"}>
-          {reviewed === "false" ? "Every outlier has been reviewed. Recompute the scores after adding images." : "Try another filter."}
+        <EmptyState
+          icon={<CheckCircle2 className="size-10" />}
+          title={which === "flagged" ? "Nothing needs review" : reviewed === "false" ? "Nothing left to review" : "No images here"}
+          action={
+            which === "flagged" ? (
+              <Button size="sm" onClick={() => setWhich("all")}>
+                Show all images
+              </Button>
+            ) : undefined
+          }
+        >
+          {which === "flagged"
+            ? "No image is junk (noise, blank, tiny, crushed) or a strong outlier. The rest are listed under All."
+            : reviewed === "false"
+              ? "Every outlier has been reviewed. Recompute the scores after adding images."
+              : "Try another filter."}
         </EmptyState>
       ) : (
         <>

@@ -31,24 +31,32 @@ def list_anomalies(
     collection: Annotated[
         str, Query(min_length=1, max_length=128, description="Collection id or name.")
     ],
-    sort: Annotated[svc.Sort, Query(description="The score to rank by.")] = "dnn",
+    sort: Annotated[
+        svc.Sort,
+        Query(description="The score to rank by: review (junk and outliers first) or one score."),
+    ] = "review",
     reviewed: Annotated[
         svc.ReviewedFilter, Query(description="false: the queue; true: the reviewed ones.")
     ] = "false",
+    needs_review: Annotated[
+        bool | None,
+        Query(description="true: only images at or above the review cut-off; false: the rest."),
+    ] = None,
     min_score: Annotated[
         float | None, Query(allow_inf_nan=False, description="Only images scoring at least this.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=svc.MAX_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AnomalyPage:
-    """The most unusual images of a collection by `sort`, descending; images without that
-    score yet (not embedded, or alone in their collection) are left out."""
+    """The images of a collection most in need of a look, by `sort`, descending; images without
+    that score yet (not embedded or not enriched, or alone in their collection) are left out."""
     found = find_collection(rt, caller.tenant, collection)
     items, total = svc.list_anomalies(
         rt.catalog,
         found,
         sort=sort,
         reviewed=reviewed,
+        needs_review=needs_review,
         min_score=min_score,
         limit=limit,
         offset=offset,
