@@ -213,3 +213,40 @@ def test_quality_score_is_stored_and_filterable(rt: Lookalike, photos: dict[str,
         rt, "default", coll.id, image_id=results[2].image_id, filters=SearchFilters(min_quality=cut)
     )
     assert {h.name for h in hits} == {"sharp"}
+
+
+def test_an_image_deleted_before_its_vector_is_written_stops_nothing(
+    rt: Lookalike, photos: dict[str, bytes]
+) -> None:
+    """Its batch is written without it, and later uploads still finish (the writer lives on)."""
+    import threading
+
+    from lookalike.records.service import delete_record
+
+    coll = create_collection(rt, "default", "gone")
+    rt.ingest.pause()  # embedded, not written: the record can go first
+    (result,) = rt.ingest.add(
+        coll, NewRecord(name="soon gone", owner="a"), [IngestFile(photos["coffee"], "c.png")]
+    )
+    assert result.status == "added" and result.record_id
+    delete_record(rt, "default", result.record_id)
+    rt.ingest.unpause()
+    assert rt.ingest.wait_idle(timeout=60)
+
+    done: list[object] = []
+    later = threading.Thread(
+        target=lambda: done.extend(
+            rt.ingest.add(
+                coll,
+                NewRecord(name="later", owner="a"),
+                [IngestFile(photos["rocket"], "r.png")],
+                wait=True,
+            )
+        ),
+        daemon=True,
+    )
+    later.start()
+    later.join(timeout=60)
+    assert [getattr(r, "status", None) for r in done] == ["added"]
+    assert rt.vectors.count(coll.id) == 1
+    assert rt.enrichment.queue.of_image(result.image_id or "") == {}

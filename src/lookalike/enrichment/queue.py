@@ -88,7 +88,7 @@ class StageQueue:
             self._claims += 1
             token = f"{self.worker}:{self._claims}"
         with self.catalog.engine.begin() as conn:
-            image_ids = list(
+            chosen = list(
                 conn.scalars(
                     select(ImageStage.image_id)
                     .where(claimable)
@@ -97,11 +97,11 @@ class StageQueue:
                     .limit(limit)
                 )
             )
-            if not image_ids:
+            if not chosen:
                 return []
             conn.execute(
                 update(ImageStage)
-                .where(claimable, ImageStage.image_id.in_(image_ids))
+                .where(claimable, ImageStage.image_id.in_(chosen))
                 .values(
                     status=RUNNING,
                     claimed_by=token,

@@ -720,7 +720,14 @@ class IngestPipeline:
                 return
             try:
                 for items, result in done:
-                    self._write(items, result)
+                    try:
+                        self._write(items, result)
+                    except Exception as exc:
+                        # The writer must outlive any one batch: a dead writer would leave
+                        # every later upload waiting for ever.
+                        log.exception("writing %d embedded images failed", len(items))
+                        with contextlib.suppress(Exception):
+                            self._fail_images([i.image_id for i in items], f"writing failed: {exc}")
             finally:
                 for items, _ in done:
                     for item in items:
@@ -761,10 +768,19 @@ class IngestPipeline:
                 .where(Job.image_id.in_(ids), Job.kind == "embed")
                 .values(status="done", updated_at=now)
             )
-            # A resumed image may have had its stages queued already: queue them afresh.
+            # A resumed image may have had its stages queued already: queue them afresh, for
+            # the images that still exist (one deleted meanwhile has nothing to enrich, and
+            # its stage rows would break the foreign key). The UPDATE above holds their rows.
             conn.execute(delete(ImageStage).where(ImageStage.image_id.in_(ids)))
+            alive = set(conn.scalars(select(Image.id).where(Image.id.in_(ids))))
             for image_id in ids:
-                StageQueue.enqueue(conn, image_id, collection_id, stages)
+                if image_id in alive:
+                    StageQueue.enqueue(conn, image_id, collection_id, stages)
+        gone = [i for i in ids if i not in alive]
+        if gone:
+            # Deleted while they were being embedded: their vectors must not outlive them.
+            with contextlib.suppress(Exception):
+                self.vectors.delete(collection_id, gone)
         self._touched.add(collection_id)
         if self.enrichment is not None:
             self.enrichment.wake()
