@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,15 +56,20 @@ def _store_scores(
     column: str,
     payload_key: str,
     scores: Mapping[str, float | None],
+    also: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """One catalog statement for the batch, one payload update per image."""
+    """One catalog statement for the batch (each image's score in `column`, and the columns
+    in `also[image_id]`), one payload update per image."""
     if not scores:
         return
     table = cast(Table, Image.__table__)
     with catalog.engine.begin() as conn:
         conn.execute(
             update(table).where(table.c.id == bindparam("b_id")),
-            [{"b_id": image_id, column: score} for image_id, score in scores.items()],
+            [
+                {"b_id": image_id, column: score, **(also or {}).get(image_id, {})}
+                for image_id, score in scores.items()
+            ],
         )
     for image_id, score in scores.items():
         vectors.set_payload(collection.id, [image_id], {payload_key: score})
@@ -87,28 +92,21 @@ class QualityStage:
 
     def run(self, batch: StageBatch) -> Mapping[str, str]:
         scores: dict[str, float | None] = {}
-        issues = []
+        # Why it scored low, for the review queue (which puts junk first).
+        why: dict[str, dict[str, Any]] = {}
         for item in batch.items:
             assert item.pixels is not None
             size = (item.image.width, item.image.height)
             score = quality_score(item.pixels.image, size, jpeg_quality=item.pixels.jpeg_quality)
             scores[item.image.id] = round(score.overall, 4)
             worst = min(getattr(score, name) for name in OVERALL_WEIGHTS)
-            issues.append(
-                {"b_id": item.image.id, "worst": round(worst, 4), "issues": score.weakest()}
-            )
+            why[item.image.id] = {
+                "quality_worst": round(worst, 4),
+                "quality_issues": score.weakest(),
+            }
         _store_scores(
-            self.catalog, self.vectors, batch.collection, "quality_score", "quality", scores
+            self.catalog, self.vectors, batch.collection, "quality_score", "quality", scores, why
         )
-        # Why it scored low, for the review queue (which puts junk first).
-        table = cast(Table, Image.__table__)
-        with self.catalog.engine.begin() as conn:
-            conn.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(quality_worst=bindparam("worst"), quality_issues=bindparam("issues")),
-                issues,
-            )
         return {}
 
 
