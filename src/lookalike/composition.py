@@ -12,6 +12,7 @@ from types import TracebackType
 from lookalike.anomalies.queue import AnomalyScorer
 from lookalike.catalog import Catalog
 from lookalike.core.config import Settings
+from lookalike.dedup.evidence import PhotoEvidence
 from lookalike.dedup.sweep import SWEEP_JOB, sweep_job
 from lookalike.dedup.verdicts import DuplicateStage
 from lookalike.embedding import Models
@@ -78,7 +79,8 @@ class Lookalike:
                         cache_dir=self.settings.models_dir / ".prompts",
                     )
                 )
-            self.enrichment.register(DuplicateStage(self.catalog, self.vectors))
+            self.evidence = PhotoEvidence(self.settings, self.catalog, self.blobs)
+            self.enrichment.register(DuplicateStage(self.catalog, self.vectors, self.evidence))
             self.jobs.register(SWEEP_JOB, sweep_job(self))
             # Anomaly scores: a stage for new images, recomputed in full on a schedule.
             self.anomalies = AnomalyScorer(self.settings, self.catalog, self.vectors)

@@ -96,9 +96,29 @@ class CollectionCreate(Strict):
 
 
 class DedupThresholdsIn(Strict):
+    """Duplicate thresholds (docs/quality.md). Unset fields keep the model's defaults."""
+
     phash_gate: int | None = Field(default=None, ge=0, le=11, description="pHash bits, 0..11.")
-    near_exact_cosine: float | None = Field(default=None, gt=0, le=1)
+    near_exact_cosine: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="The cosine near_exact needs at the pHash gate when the geometric check "
+        "has nothing to go on (too few features).",
+    )
     similar_cosine: float | None = Field(default=None, gt=0, le=1)
+    geometric_check: bool | None = Field(
+        default=None,
+        description="Decide near_exact by local features under one homography (default on).",
+    )
+    min_keypoints: int | None = Field(default=None, ge=4, le=10_000)
+    min_inliers: int | None = Field(default=None, ge=4, le=10_000)
+    min_overlap: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest share of a frame a copy may keep."
+    )
+    min_containment: float | None = Field(default=None, ge=0, le=1)
+    min_correlation: float | None = Field(default=None, ge=-1, le=1)
+    max_second_plane: float | None = Field(default=None, ge=0, le=1)
 
 
 class CollectionUpdate(Strict):

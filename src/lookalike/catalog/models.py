@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -346,4 +347,35 @@ class PairVerdict(Base):
     verdict: Mapped[str] = mapped_column(String(16))
     user: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImagePairMatch(Base):
+    """What the geometry said of two images (`imaging.photo_match`): measured once, when a
+    duplicate verdict or a sweep first needs it, and kept so that neither measures it again.
+    The figures, not a verdict, are kept: thresholds may change later. `method` is the
+    measurement's version; rows of an older one are measured again. `image_a < image_b`.
+    """
+
+    __tablename__ = "image_pair_match"
+    __table_args__ = (CheckConstraint("image_a < image_b", name="ck_image_pair_match_order"),)
+
+    image_a: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_b: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[int] = mapped_column(Integer)
+    keypoints: Mapped[int] = mapped_column(Integer)
+    matches: Mapped[int] = mapped_column(Integer)
+    inliers: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[float] = mapped_column(Float)
+    containment: Mapped[float] = mapped_column(Float)
+    correlation: Mapped[float] = mapped_column(Float)
+    second_plane: Mapped[float] = mapped_column(Float)
+    same_pixels: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,10 +9,11 @@
    in one cluster, so each component is clustered on its own, with true pairwise distances from
    the vectors (a component is small: a handful of copies). A component that is still too
    big for a dense matrix is split by raising its edge threshold until its parts fit.
-4. *Clustering*: `near_exact` clusters by complete linkage over the near-exact distance (every
-   pair inside is within the pHash gate and the confirm cosine); `similar` clusters by average
-   linkage at the similar threshold. A cluster that still holds a "different" pair (average
-   linkage can pull one in) is re-clustered with complete linkage, which cannot.
+4. *Clustering*: `near_exact` groups are the images connected by near-exact pairs (the
+   geometric check of `dedup.evidence` for the candidate pairs that could be copies, the
+   pHash-and-cosine rule where it has nothing to go on; `dedup.tiers`); `similar` clusters by
+   average linkage at the similar threshold. A cluster that still holds a "different" pair
+   is re-clustered with complete linkage, which cannot hold one.
 5. *Nesting*: each group is one cluster. A similar cluster with exactly a near-exact cluster's
    members is not made; a near-exact cluster inside a larger similar one names it as its parent
    (copies of one photo within a group of shots of one scene).
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -32,8 +33,9 @@ from numpy.typing import NDArray
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from lookalike.dedup.tiers import DedupThresholds, Tier
+from lookalike.dedup.tiers import DedupThresholds, Tier, needs_match, tier_of
 from lookalike.imaging.hashes import PHASH_CHUNK_BITS, PHASH_CHUNKS
+from lookalike.imaging.photo_match import PhotoMatch
 
 # Beyond this many images a component's dense distance matrix (m^2 / 2 floats) gets costly.
 MAX_COMPONENT = 2000
@@ -41,6 +43,8 @@ _FAR = 2.0  # the largest cosine distance: "never in one cluster"
 
 # Given a row index, the (other row index, cosine) of its nearest neighbours by embedding.
 NeighbourSearch = Callable[[int], Iterable[tuple[int, float]]]
+# Given candidate row pairs, the geometric match of each pair that could be measured.
+PairMatches = Callable[[Sequence[tuple[int, int]]], Mapping[tuple[int, int], PhotoMatch]]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class SweepStats:
     components: int = 0
     largest_component: int = 0
     split_components: int = 0
+    photo_matches: int = 0  # candidate pairs with a geometric match
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +77,7 @@ class SweepStats:
             "components": self.components,
             "largest_component": self.largest_component,
             "split_components": self.split_components,
+            "photo_matches": self.photo_matches,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -131,10 +137,13 @@ def sweep(
     *,
     same: Iterable[tuple[int, int]] = (),
     different: Iterable[tuple[int, int]] = (),
+    matches: PairMatches | None = None,
 ) -> tuple[list[Cluster], SweepStats]:
     """Duplicate clusters among the rows of `vectors` (unit-norm), with their pHashes.
 
     `same` / `different` are people's decisions as row pairs; they always win over the scores.
+    `matches` measures the geometric evidence of candidate pairs (`dedup.evidence`); without
+    it the pHash-and-cosine rule alone decides near_exact.
     """
     n = len(vectors)
     stats = SweepStats(points=n)
@@ -142,11 +151,9 @@ def sweep(
     different_pairs = {_ordered(a, b) for a, b in different if a != b} - same_pairs
 
     started = time.perf_counter()
-    edges: dict[tuple[int, int], float] = {}
+    candidates: dict[tuple[int, int], float] = {}
     for a, b in phash_candidate_pairs(phashes, thresholds.phash_gate):
-        cosine = float(vectors[a] @ vectors[b])
-        if cosine >= thresholds.similar_cosine:
-            edges[(a, b)] = cosine
+        candidates[(a, b)] = float(vectors[a] @ vectors[b])
         stats.phash_pairs += 1
     stats.seconds["phash_candidates"] = time.perf_counter() - started
 
@@ -155,13 +162,21 @@ def sweep(
         for other, cosine in neighbours(row):
             if other == row or cosine < thresholds.similar_cosine:
                 continue
-            edges.setdefault(_ordered(row, other), cosine)
+            candidates.setdefault(_ordered(row, other), cosine)
             stats.knn_pairs += 1
     stats.seconds["vector_neighbours"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    near = _near_pairs(candidates, phashes, thresholds, matches, stats)
+    near = (near | same_pairs) - different_pairs
+    stats.seconds["photo_match"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    edges = {p: c for p, c in candidates.items() if c >= thresholds.similar_cosine}
     for pair in different_pairs:
         edges.pop(pair, None)
+    for pair in near:
+        edges[pair] = max(edges.get(pair, 0.0), thresholds.similar_cosine)
     for pair in same_pairs:
         edges[pair] = 1.0
     stats.edges = len(edges)
@@ -172,12 +187,39 @@ def sweep(
     stats.largest_component = max((len(c) for c in components), default=0)
     for component in components:
         for part in _fit(component, edges, thresholds, stats):
-            clusters.extend(
-                _cluster_component(part, vectors, phashes, thresholds, same_pairs, different_pairs)
-            )
+            clusters.extend(_cluster_component(part, vectors, near, thresholds, different_pairs))
     stats.seconds["clustering"] = time.perf_counter() - started
     clusters.sort(key=lambda c: (c.tier != "near_exact", -len(c.members), c.members[0]))
     return _nested(clusters), stats
+
+
+def _near_pairs(
+    candidates: dict[tuple[int, int], float],
+    phashes: Sequence[int | None],
+    thresholds: DedupThresholds,
+    matches: PairMatches | None,
+    stats: SweepStats,
+) -> set[tuple[int, int]]:
+    """The candidate pairs that are one photograph: by the geometric check where it was
+    measured, by the pHash-and-cosine rule where it could not be."""
+
+    def hamming(a: int, b: int) -> int | None:
+        ha, hb = phashes[a], phashes[b]
+        return None if ha is None or hb is None else (ha ^ hb).bit_count()
+
+    distances = {pair: hamming(*pair) for pair in candidates}
+    checkable = sorted(
+        pair
+        for pair, cosine in candidates.items()
+        if needs_match(cosine, distances[pair], thresholds)
+    )
+    found = matches(checkable) if matches is not None and checkable else {}
+    stats.photo_matches = len(found)
+    return {
+        pair
+        for pair, cosine in candidates.items()
+        if tier_of(cosine, distances[pair], thresholds, found.get(pair)) in ("exact", "near_exact")
+    }
 
 
 def _nested(clusters: list[Cluster]) -> list[Cluster]:
@@ -252,53 +294,60 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
 def _cluster_component(
     rows: list[int],
     vectors: NDArray[np.float32],
-    phashes: Sequence[int | None],
+    near: set[tuple[int, int]],
     thresholds: DedupThresholds,
-    same: set[tuple[int, int]],
     different: set[tuple[int, int]],
 ) -> list[Cluster]:
     rows = sorted(rows)
     block = vectors[rows]
     distance = np.clip(1.0 - block @ block.T, 0.0, _FAR).astype(np.float64)
-    # Pairwise pHash distances; an image without a pHash is 64 bits from everything.
-    hashes = [phashes[row] for row in rows]
-    values = np.array([h or 0 for h in hashes], dtype=np.uint64)
-    hamming = np.bitwise_count(values[:, None] ^ values[None, :]).astype(np.int64)
-    unknown = np.array([h is None for h in hashes])
-    hamming[unknown, :] = 64
-    hamming[:, unknown] = 64
     position = {row: i for i, row in enumerate(rows)}
-    for pairs, value in ((same, 0.0), (different, _FAR)):
-        for a, b in pairs:
-            if a in position and b in position:
-                i, j = position[a], position[b]
-                distance[i, j] = distance[j, i] = value
-                if value == 0.0:
-                    hamming[i, j] = hamming[j, i] = 0
+    local_near = {(position[a], position[b]) for a, b in near if a in position and b in position}
+    local_different = {
+        (position[a], position[b]) for a, b in different if a in position and b in position
+    }
+    for i, j in local_near:
+        distance[i, j] = distance[j, i] = 0.0
+    for i, j in local_different:
+        distance[i, j] = distance[j, i] = _FAR
     np.fill_diagonal(distance, 0.0)
 
-    near = np.where(
-        (hamming <= thresholds.phash_gate) & (distance <= 1.0 - thresholds.near_exact_cosine),
-        distance,
-        _FAR,
-    )
-    np.fill_diagonal(near, 0.0)
     out: list[Cluster] = []
-    near_groups = _linkage_groups(near, 1.0 - thresholds.near_exact_cosine, "complete")
     near_sets = set()
-    for group in near_groups:
+    for group in _near_groups(len(rows), local_near, local_different):
         members = sorted(rows[i] for i in group)
         out.append(Cluster("near_exact", members))
         near_sets.add(tuple(members))
 
-    local_different = {
-        (position[a], position[b]) for a, b in different if a in position and b in position
-    }
     for group in _linkage_groups(distance, 1.0 - thresholds.similar_cosine, "average"):
         for part in _honour_different(group, distance, thresholds, local_different):
             members = sorted(rows[i] for i in part)
             if tuple(members) not in near_sets:
                 out.append(Cluster("similar", members))
+    return out
+
+
+def _near_groups(
+    m: int, near: set[tuple[int, int]], different: set[tuple[int, int]]
+) -> list[list[int]]:
+    """Copies of one photograph: connected by near-exact pairs. Chaining is safe here, as each
+    link is evidence of one photograph (a crop and a bordered copy of one original are copies
+    of each other through it). A group holding a pair people called different is cut into
+    parts in which every pair is near-exact."""
+    groups = [[i for i in group] for group in _components(m, near)]
+    out: list[list[int]] = []
+    for group in groups:
+        members = set(group)
+        if not any(a in members and b in members for a, b in different):
+            out.append(group)
+            continue
+        inside = np.full((len(group), len(group)), _FAR)
+        index = {x: i for i, x in enumerate(group)}
+        for a, b in near:
+            if a in members and b in members:
+                inside[index[a], index[b]] = inside[index[b], index[a]] = 0.0
+        np.fill_diagonal(inside, 0.0)
+        out.extend([group[i] for i in part] for part in _linkage_groups(inside, 0.0, "complete"))
     return out
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,9 +18,11 @@ from lookalike.catalog import Collection, Image, new_id
 from lookalike.catalog.models import DuplicateCluster, DuplicateClusterMember
 from lookalike.core.errors import ImageNotFound, InvalidInput, NotFound
 from lookalike.dedup.clusters import Cluster, SweepStats, sweep
+from lookalike.dedup.evidence import PhotoEvidence, pair_of
 from lookalike.dedup.review import latest_verdicts, load_clusters
 from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
 from lookalike.imaging import phash_int
+from lookalike.imaging.photo_match import PhotoMatch
 from lookalike.jobs.runner import JobContext, JobFunction
 from lookalike.records.service import Services
 
@@ -39,8 +41,15 @@ class SweepResult:
     thresholds: DedupThresholds
 
 
+class DedupServices(Services, Protocol):
+    """What a sweep needs besides the stores: the geometric evidence, shared with the verdict
+    stage so that pairs measured at ingest are not measured again."""
+
+    evidence: PhotoEvidence
+
+
 def run_sweep(
-    rt: Services,
+    rt: DedupServices,
     collection: Collection,
     *,
     image_ids: Sequence[str] | None = None,
@@ -80,6 +89,14 @@ def run_sweep(
         for other in np.argsort(-scores)[: k + 1]:
             yield int(other), float(scores[other])
 
+    def pair_matches(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], PhotoMatch]:
+        found = rt.evidence.matches(collection.id, [(ids[a], ids[b]) for a, b in pairs])
+        return {
+            (a, b): found[pair_of(ids[a], ids[b])]
+            for a, b in pairs
+            if pair_of(ids[a], ids[b]) in found
+        }
+
     same, different = _pair_constraints(rt, collection.id, row_of)
     found, stats = sweep(
         vectors,
@@ -88,6 +105,7 @@ def run_sweep(
         limits,
         same=same,
         different=different,
+        matches=pair_matches,
     )
     wanted = [c for c in found if c.tier in tiers]
     sweep_id = sweep_id or new_id()
@@ -266,7 +284,7 @@ def choose_keeper(
     return min(images, key=key)
 
 
-def sweep_job(rt: Services) -> JobFunction:
+def sweep_job(rt: DedupServices) -> JobFunction:
     """The `dedup_sweep` job function for `JobRunner`."""
 
     def run(context: JobContext) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""The duplicate verdict of a new image: the nearest image already in its collection and its
-tier, from one filtered engine search per image (no full pass). It runs as the `duplicate`
-enrichment stage, in batches, soon after the images are searchable."""
+"""The duplicate verdict of a new image: the image already in its collection that it most
+likely copies, and the tier. It runs as the `duplicate` enrichment stage, in batches, soon
+after the images are searchable: two engine searches per image find the candidates (the
+nearest by embedding, and those within the pHash gate), and the geometric check
+(`dedup.evidence`) settles the few that could be the same photograph."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Collection as Collection_
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,16 +17,22 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lookalike.catalog import Catalog, Collection, Image, Record
-from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
+from lookalike.dedup.evidence import PhotoEvidence, pair_of
+from lookalike.dedup.tiers import TIERS, DedupThresholds, Tier, needs_match, thresholds_of, tier_of
 from lookalike.enrichment.runner import EnrichmentRunner, StageBatch
 from lookalike.imaging import phash_hamming
 from lookalike.imaging.phash_index import candidate_filter
+from lookalike.imaging.photo_match import PhotoMatch
 from lookalike.ingest.pipeline import DuplicateOf, IngestResult
 from lookalike.vectors.base import Filter, HasId, Hit, VectorIndex
 
 log = logging.getLogger(__name__)
 
-VERDICT_CANDIDATES = 16  # nearest images the verdict at ingest looks at
+VERDICT_CANDIDATES = 16  # nearest images each search looks at
+MAX_MATCHES = 4  # candidates per new image that get the geometric check, closest first
+
+# Candidate image ids -> their geometric match with the new image.
+MatchCandidates = Callable[[Sequence[str]], Mapping[str, PhotoMatch]]
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,26 @@ class DuplicateVerdict:
     score: float
 
 
+@dataclass(frozen=True)
+class Candidate:
+    image_id: str
+    cosine: float
+    hamming: int | None
+
+
 class DuplicateStage:
     """The enrichment stage: the duplicate verdict of each new image against its collection."""
 
     name = "duplicate"
 
-    def __init__(self, catalog: Catalog, vectors: VectorIndex) -> None:
+    def __init__(self, catalog: Catalog, vectors: VectorIndex, evidence: PhotoEvidence) -> None:
         self.catalog = catalog
         self.vectors = vectors
+        self.evidence = evidence
 
     def pixels_for(self, collection: Collection) -> int | None:
+        # The geometric check reads the originals itself, and only for images that have a
+        # candidate: most have none.
         return None
 
     def needs_vector(self, collection: Collection) -> bool:
@@ -55,17 +73,30 @@ class DuplicateStage:
         verdicts: dict[str, DuplicateVerdict] = {}
         for item in batch.items:
             assert item.vector is not None
+            image_id = item.image.id
+
+            def matches(
+                candidates: Sequence[str], image_id: str = image_id
+            ) -> dict[str, PhotoMatch]:
+                found = self.evidence.matches(collection.id, [(image_id, c) for c in candidates])
+                return {
+                    c: found[pair_of(image_id, c)]
+                    for c in candidates
+                    if pair_of(image_id, c) in found
+                }
+
             verdict = nearest_duplicate(
                 self.vectors,
                 collection.id,
                 collection.vector_name,
-                item.image.id,
+                image_id,
                 item.vector,
                 item.image.phash,
                 thresholds,
+                matches,
             )
             if verdict is not None:
-                verdicts[item.image.id] = verdict
+                verdicts[image_id] = verdict
         if verdicts:
             self._store(verdicts)
         return {}
@@ -99,62 +130,88 @@ def nearest_duplicate(
     vector: NDArray[np.float32],
     phash: str | None,
     thresholds: DedupThresholds,
+    matches: MatchCandidates | None = None,
 ) -> DuplicateVerdict | None:
     """The strongest-tier, then most similar, image stored before `image_id` (ids are ULIDs,
     so "before" is "smaller id"; two copies in one batch do not point at each other).
 
-    A near-exact copy has a cosine of at least `near_exact_cosine`, so it is among the nearest
-    images by embedding: one search for them, with their pHashes, decides. Only when all of
-    them are that close (a crowd of look-alikes) does a second search go through the pHash
-    gate's index.
+    Candidates are the nearest images by embedding at or above `similar_cosine`, and the
+    nearest within the pHash gate whatever their cosine (a heavily blurred copy can sit far
+    from its original in embedding space and close in pHash). Up to MAX_MATCHES of those that
+    could be near-exact, closest hashes first, get the geometric check through `matches`;
+    without it (or for the rest) the pHash-and-cosine rule decides.
     """
-    not_itself = (HasId((image_id,)),)
-
-    def near_exact_among(hits: list[Hit]) -> DuplicateVerdict | None:
-        for hit in hits:
-            other = (hit.payload or {}).get("phash")
-            if (
-                phash is not None
-                and hit.id < image_id
-                and hit.score >= thresholds.near_exact_cosine
-                and other
-                and phash_hamming(other, phash) <= thresholds.phash_gate
-            ):
-                return DuplicateVerdict("near_exact", hit.id, round(hit.score, 6))
-        return None
-
-    hits = vectors.search(
-        collection_id,
-        vector_name,
-        vector,
-        limit=VERDICT_CANDIDATES,
-        query_filter=Filter(must_not=not_itself),
-        score_threshold=thresholds.similar_cosine,
-        with_payload=True,
-    )
-    verdict = near_exact_among(hits)
-    if verdict is not None:
-        return verdict
-    crowded = len(hits) == VERDICT_CANDIDATES and hits[-1].score >= thresholds.near_exact_cosine
-    if crowded and phash is not None:
-        gate = candidate_filter(phash, thresholds.phash_gate)
-        verdict = near_exact_among(
-            vectors.search(
-                collection_id,
-                vector_name,
-                vector,
-                limit=VERDICT_CANDIDATES,
-                query_filter=Filter(should=gate.should, must_not=not_itself),
-                score_threshold=thresholds.near_exact_cosine,
-                with_payload=True,
-            )
+    candidates = [
+        c
+        for c in duplicate_candidates(
+            vectors, collection_id, vector_name, image_id, vector, phash, thresholds
         )
-        if verdict is not None:
-            return verdict
-    for hit in hits:
-        if hit.id < image_id:
-            return DuplicateVerdict("similar", hit.id, round(hit.score, 6))
-    return None
+        if c.image_id < image_id
+    ]
+    checkable = sorted(
+        (c for c in candidates if needs_match(c.cosine, c.hamming, thresholds)),
+        key=lambda c: (c.hamming if c.hamming is not None else 65, -c.cosine),
+    )[:MAX_MATCHES]
+    found = matches([c.image_id for c in checkable]) if matches and checkable else {}
+    best: tuple[int, float, Candidate, Tier] | None = None
+    for c in candidates:
+        tier = tier_of(c.cosine, c.hamming, thresholds, found.get(c.image_id))
+        if tier is None:
+            continue
+        key = (-TIERS.index(tier), c.cosine)
+        if best is None or key > best[:2]:
+            best = (*key, c, tier)
+    if best is None:
+        return None
+    _, _, chosen, tier = best
+    return DuplicateVerdict(tier, chosen.image_id, round(chosen.cosine, 6))
+
+
+def duplicate_candidates(
+    vectors: VectorIndex,
+    collection_id: str,
+    vector_name: str,
+    image_id: str,
+    vector: NDArray[np.float32],
+    phash: str | None,
+    thresholds: DedupThresholds,
+) -> list[Candidate]:
+    """The images that could be duplicates of `image_id`, with their cosine and pHash
+    distance: the nearest by embedding (cosine >= `similar_cosine`) and the nearest within
+    the pHash gate."""
+    not_itself = (HasId((image_id,)),)
+    hits: dict[str, Hit] = {
+        hit.id: hit
+        for hit in vectors.search(
+            collection_id,
+            vector_name,
+            vector,
+            limit=VERDICT_CANDIDATES,
+            query_filter=Filter(must_not=not_itself),
+            score_threshold=thresholds.similar_cosine,
+            with_payload=True,
+        )
+    }
+    if phash is not None:
+        gate = candidate_filter(phash, thresholds.phash_gate)
+        for hit in vectors.search(
+            collection_id,
+            vector_name,
+            vector,
+            limit=VERDICT_CANDIDATES,
+            query_filter=Filter(should=gate.should, must_not=not_itself),
+            with_payload=True,
+        ):
+            hits.setdefault(hit.id, hit)
+    out = []
+    for hit in hits.values():
+        other = (hit.payload or {}).get("phash")
+        hamming = phash_hamming(other, phash) if other and phash else None
+        if hit.score >= thresholds.similar_cosine or (
+            hamming is not None and hamming <= thresholds.phash_gate
+        ):
+            out.append(Candidate(hit.id, float(hit.score), hamming))
+    return out
 
 
 def records_of(catalog: Catalog, image_ids: Collection_[str]) -> dict[str, tuple[str, str]]:

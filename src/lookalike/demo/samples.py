@@ -1,10 +1,10 @@
 """Real sample photos that ship inside installed packages, and test sets derived from them.
 
-scikit-image (`skimage/data`) and matplotlib (`mpl-data/sample_data`) install a handful of
-real photographs. `lookalike demo`, the test suite and the duplicate-detection evaluation use
+scikit-image (`skimage/data`), matplotlib (`mpl-data/sample_data`) and scikit-learn
+(`datasets/images`) install a handful of real photographs. `lookalike demo`, the test suite and the duplicate-detection evaluation use
 them, and the edited copies `derived_set` makes (resized, recompressed, cropped, rotated,
 flipped, brightened, grayscale, captioned), so that no binary image has to live in this
-repository. Both packages come with `pip install "lookalike[samples]"`.
+repository. The three packages come with `pip install "lookalike[samples]"`.
 
 Note for evaluations: `motorcycle_left` and `motorcycle_right` are the two views of one stereo
 pair, so they are near-duplicates of each other by design.
@@ -21,7 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from lookalike.core.errors import LookalikeError
 from lookalike.imaging.decode import sniff_mime
@@ -59,6 +60,7 @@ class SamplePhoto:
 
 _SKIMAGE_DATA = "data"
 _MPL_SAMPLES = "mpl-data/sample_data"
+_SKLEARN_IMAGES = "datasets/images"
 
 # Real photographs only: the synthetic images in those folders (chessboards, colour wheels,
 # logos, phantoms) are left out because they look nothing like what users upload.
@@ -89,11 +91,13 @@ SAMPLE_PHOTOS: tuple[SamplePhoto, ...] = (
     SamplePhoto("cell", "skimage", f"{_SKIMAGE_DATA}/cell.png", grayscale=True),
     SamplePhoto("clock_motion", "skimage", f"{_SKIMAGE_DATA}/clock_motion.png", grayscale=True),
     SamplePhoto("grace_hopper", "matplotlib", f"{_MPL_SAMPLES}/grace_hopper.jpg", grayscale=False),
+    SamplePhoto("china", "sklearn", f"{_SKLEARN_IMAGES}/china.jpg", grayscale=False),
+    SamplePhoto("flower", "sklearn", f"{_SKLEARN_IMAGES}/flower.jpg", grayscale=False),
 )
 
 _BY_NAME = {photo.name: photo for photo in SAMPLE_PHOTOS}
 _INSTALL_HINT = 'Install them with: pip install "lookalike[samples]"'
-_PIP_NAMES = {"skimage": "scikit-image", "matplotlib": "matplotlib"}
+_PIP_NAMES = {"skimage": "scikit-image", "matplotlib": "matplotlib", "sklearn": "scikit-learn"}
 
 
 @cache
@@ -183,6 +187,15 @@ TRANSFORM_KINDS: tuple[str, ...] = (
     "brightness",
     "grayscale",
     "text_overlay",
+    "border",
+    "letterbox",
+    "watermark",
+    "perspective",
+    "blur",
+    "noise",
+    "squash",
+    "hue",
+    "contrast",
 )
 
 
@@ -198,6 +211,15 @@ def transform(image: Image.Image, kind: str, **params: Any) -> Image.Image:
       - brightness: factor [1.3]
       - grayscale: (none); stays a 3-channel image
       - text_overlay: text ["lookalike sample"], size [fraction of height, 0.08]
+      - border: width [0.06 of each side], colour [white]; the frame grows
+      - letterbox: aspect [16/9], bars [black] above and below (or beside) the photo
+      - watermark: text ["(c) lookalike"], opacity [0.4]; large, across the middle
+      - perspective: strength [0.08]; a keystone, as a photo of a print or a screen shows
+      - blur: radius [2.0]; Gaussian
+      - noise: sigma [12.0] grey levels, seeded; Gaussian per channel
+      - squash: x [1.0], y [0.75]; scale each axis on its own (a wrong aspect ratio)
+      - hue: degrees [30]; rotate every colour's hue
+      - contrast: factor [1.4]
     Deterministic: the same input and params give the same pixels.
     """
     rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -279,6 +301,94 @@ def _text_overlay(
     return edited
 
 
+def _border(
+    image: Image.Image, *, width: float = 0.06, colour: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
+    dx, dy = max(1, round(image.width * width)), max(1, round(image.height * width))
+    return ImageOps.expand(image, border=(dx, dy, dx, dy), fill=colour)
+
+
+def _letterbox(
+    image: Image.Image, *, aspect: float = 16 / 9, colour: tuple[int, int, int] = (0, 0, 0)
+) -> Image.Image:
+    width, height = image.size
+    if width / height < aspect:
+        size = (round(height * aspect), height)  # bars beside (pillarbox)
+    else:
+        size = (width, round(width / aspect))  # bars above and below
+    framed = Image.new("RGB", size, colour)
+    framed.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return framed
+
+
+def _watermark(
+    image: Image.Image, *, text: str = "(c) lookalike", opacity: float = 0.4
+) -> Image.Image:
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    font = ImageFont.load_default(size=max(12, round(image.width / (0.6 * max(1, len(text))))))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    origin = ((image.width - (right - left)) // 2, (image.height - (bottom - top)) // 2 - top)
+    draw.text(origin, text, font=font, fill=(255, 255, 255, round(255 * opacity)))
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
+def _perspective(image: Image.Image, *, strength: float = 0.08) -> Image.Image:
+    # The top edge shrinks toward the middle: the corners (0, 0) and (w, 0) of the output
+    # come from points `inset` further out, so the photo appears tilted away.
+    width, height = image.size
+    inset = strength * width
+    source = [(-inset, 0.0), (width + inset, 0.0), (width, height), (0.0, height)]
+    target = [(0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height))]
+    coefficients = _perspective_coefficients(target, source)
+    return image.transform(
+        image.size,
+        Image.Transform.PERSPECTIVE,
+        coefficients,
+        Image.Resampling.BICUBIC,
+        fillcolor=(255, 255, 255),
+    )
+
+
+def _perspective_coefficients(
+    target: Sequence[tuple[float, float]], source: Sequence[tuple[float, float]]
+) -> tuple[float, ...]:
+    """Pillow's eight coefficients mapping output points `target` to input points `source`."""
+    rows: list[list[float]] = []
+    values: list[float] = []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        values.extend((u, v))
+    solution = np.linalg.solve(np.array(rows), np.array(values))
+    return tuple(float(c) for c in solution)
+
+
+def _blur(image: Image.Image, *, radius: float = 2.0) -> Image.Image:
+    return image.filter(ImageFilter.GaussianBlur(radius))
+
+
+def _noise(image: Image.Image, *, sigma: float = 12.0, seed: int = 0) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.float32)
+    noisy = pixels + np.random.default_rng(seed).normal(0.0, sigma, pixels.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _squash(image: Image.Image, *, x: float = 1.0, y: float = 0.75) -> Image.Image:
+    size = (max(1, round(image.width * x)), max(1, round(image.height * y)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _hue(image: Image.Image, *, degrees: float = 30.0) -> Image.Image:
+    hsv = np.asarray(image.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(degrees / 360 * 256)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def _contrast(image: Image.Image, *, factor: float = 1.4) -> Image.Image:
+    return ImageEnhance.Contrast(image).enhance(factor)
+
+
 _TRANSFORMS: dict[str, Callable[..., Image.Image]] = {
     "resize": _resize,
     "jpeg": _jpeg,
@@ -288,6 +398,15 @@ _TRANSFORMS: dict[str, Callable[..., Image.Image]] = {
     "brightness": _brightness,
     "grayscale": _grayscale,
     "text_overlay": _text_overlay,
+    "border": _border,
+    "letterbox": _letterbox,
+    "watermark": _watermark,
+    "perspective": _perspective,
+    "blur": _blur,
+    "noise": _noise,
+    "squash": _squash,
+    "hue": _hue,
+    "contrast": _contrast,
 }
 
 # One moderate edit of each kind: each result is still "the same photo" to a person.
