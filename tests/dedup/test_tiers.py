@@ -18,7 +18,13 @@ from lookalike.imaging.photo_match import PhotoMatch
 
 T = DedupThresholds(phash_gate=6, near_exact_cosine=0.9, similar_cosine=0.8)
 COPY = PhotoMatch(
-    keypoints=800, matches=500, inliers=480, overlap=0.75, containment=1.0, correlation=0.98
+    keypoints=800,
+    matches=500,
+    inliers=480,
+    overlap=0.75,
+    containment=1.0,
+    correlation=0.98,
+    spread=0.9,
 )
 
 
@@ -28,12 +34,14 @@ def test_geometric_evidence_decides_whatever_the_hashes_say() -> None:
     # Even below the similar cosine (a heavily recoloured copy found through the pHash gate).
     assert tier_of(0.5, 4, T, COPY) == "near_exact"
     # A stereo pair: hashes within the gate and a high cosine, but a second plane.
-    stereo = replace(COPY, overlap=0.93, second_plane=0.3)
+    stereo = replace(COPY, overlap=0.93, second_plane=0.2)
     assert tier_of(0.97, 2, T, stereo) == "similar"
     # Pans: each frame only partly inside the other.
     assert tier_of(0.95, 3, T, replace(COPY, overlap=0.55, containment=0.57)) == "similar"
     # Aligned but the pixels disagree (a re-take from the same tripod).
     assert tier_of(0.95, 3, T, replace(COPY, correlation=0.4)) == "similar"
+    # Agreement in one patch only: the same watermark on two different photos.
+    assert tier_of(0.95, 3, T, replace(COPY, spread=0.2)) == "similar"
     assert tier_of(0.5, 30, T, replace(COPY, inliers=5)) is None
     assert tier_of(0.99, 0, T, replace(COPY, same_pixels=True)) == "exact"
 
@@ -77,6 +85,7 @@ def test_candidates_for_the_geometric_check() -> None:
         {"min_overlap": 0.95, "min_containment": 0.9},
         {"min_correlation": -2},
         {"max_second_plane": -0.1},
+        {"min_spread": 1.1},
         {"min_inliers": 2},
         {"min_keypoints": 0},
         {"phash_gate": 12},

@@ -119,6 +119,7 @@ class DedupThresholdsIn(Strict):
     min_containment: float | None = Field(default=None, ge=0, le=1)
     min_correlation: float | None = Field(default=None, ge=-1, le=1)
     max_second_plane: float | None = Field(default=None, ge=0, le=1)
+    min_spread: float | None = Field(default=None, ge=0, le=1)
 
 
 class CollectionUpdate(Strict):

@@ -377,5 +377,6 @@ class ImagePairMatch(Base):
     containment: Mapped[float] = mapped_column(Float)
     correlation: Mapped[float] = mapped_column(Float)
     second_plane: Mapped[float] = mapped_column(Float)
+    spread: Mapped[float] = mapped_column(Float)
     same_pixels: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

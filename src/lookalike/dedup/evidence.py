@@ -98,6 +98,7 @@ class PhotoEvidence:
                         correlation=row.correlation,
                         same_pixels=row.same_pixels,
                         second_plane=row.second_plane,
+                        spread=row.spread,
                     )
         return out
 
@@ -171,5 +172,6 @@ def _row(collection_id: str, a: str, b: str, match: PhotoMatch) -> ImagePairMatc
         containment=match.containment,
         correlation=match.correlation,
         second_plane=match.second_plane,
+        spread=match.spread,
         same_pixels=match.same_pixels,
     )

@@ -52,12 +52,13 @@ class DedupThresholds:
     similar_cosine: float = 0.8
     # The geometric evidence (`imaging.photo_match`); off, the fallback rule decides alone.
     geometric_check: bool = True
-    min_keypoints: int = 100  # fewer in either image: no evidence, the fallback rule decides
+    min_keypoints: int = 50  # fewer in either image: no evidence, the fallback rule decides
     min_inliers: int = 12
     min_overlap: float = 0.6  # a crop keeps at least this share of its original's frame
     min_containment: float = 0.9  # one frame (almost) wholly inside the other
     min_correlation: float = 0.7  # the aligned pixels agree
-    max_second_plane: float = 0.2  # matches a second homography explains: parallax
+    max_second_plane: float = 0.12  # matches a second homography explains: parallax
+    min_spread: float = 0.35  # share of the detailed areas the agreement covers
 
     def checked(self) -> DedupThresholds:
         """Itself, or `InvalidInput` naming the value out of range."""
@@ -69,7 +70,7 @@ class DedupThresholds:
                 raise InvalidInput(f"{name} must be in (0, 1], got {value}")
         if self.similar_cosine > self.near_exact_cosine:
             raise InvalidInput("similar_cosine must not be above near_exact_cosine")
-        for name in ("min_overlap", "min_containment", "max_second_plane"):
+        for name in ("min_overlap", "min_containment", "max_second_plane", "min_spread"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InvalidInput(f"{name} must be in [0, 1], got {value}")
@@ -162,6 +163,7 @@ def same_photograph(match: PhotoMatch, thresholds: DedupThresholds) -> bool | No
         and match.containment >= thresholds.min_containment
         and match.correlation >= thresholds.min_correlation
         and match.second_plane <= thresholds.max_second_plane
+        and match.spread >= thresholds.min_spread
     )
 
 

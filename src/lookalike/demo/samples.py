@@ -1,10 +1,11 @@
 """Real sample photos that ship inside installed packages, and test sets derived from them.
 
 scikit-image (`skimage/data`), matplotlib (`mpl-data/sample_data`) and scikit-learn
-(`datasets/images`) install a handful of real photographs. `lookalike demo`, the test suite and the duplicate-detection evaluation use
-them, and the edited copies `derived_set` makes (resized, recompressed, cropped, rotated,
-flipped, brightened, grayscale, captioned), so that no binary image has to live in this
-repository. The three packages come with `pip install "lookalike[samples]"`.
+(`datasets/images`) install a handful of real photographs. `lookalike demo`, the test suite
+and the duplicate-detection evaluation use them, and the edited copies `derived_set` makes
+(resized, recompressed, cropped, rotated, flipped, brightened, grayscale, captioned, framed,
+watermarked, warped, blurred, noised, squashed, recoloured), so that no binary image has to
+live in this repository. The three packages come with `pip install "lookalike[samples]"`.
 
 Note for evaluations: `motorcycle_left` and `motorcycle_right` are the two views of one stereo
 pair, so they are near-duplicates of each other by design.

@@ -45,6 +45,7 @@ _RANSAC_PIXELS = 4.0
 _SMALL_SCALE = 0.25
 _MARGIN_TOLERANCE = 6  # grey levels a uniform border may vary by
 _GRID = 20  # points per side sampled to measure coverage
+_SPREAD_GRID = 8  # cells per side to measure how widely the inliers spread
 
 Gray = NDArray[np.uint8]
 
@@ -81,6 +82,10 @@ class PhotoMatch:
     # The share of the matches that a second homography explains, among those the first
     # leaves out: a second plane, i.e. parallax, i.e. another shot. Zero for a copy.
     second_plane: float = 0.0
+    # The share of the first image's detailed areas (grid cells with keypoints, inside the
+    # overlap) that hold an inlier: agreement across the picture, not in one patch of it (a
+    # watermark, or the fill an edit left in two different photos' corners).
+    spread: float = 0.0
 
     @property
     def inlier_ratio(self) -> float:
@@ -96,6 +101,7 @@ class PhotoMatch:
             "correlation": round(self.correlation, 4),
             "same_pixels": self.same_pixels,
             "second_plane": round(self.second_plane, 4),
+            "spread": round(self.spread, 4),
         }
 
 
@@ -138,7 +144,9 @@ def match_photos(a: PhotoFeatures, b: PhotoFeatures) -> PhotoMatch:
     if found is None or not _plausible(homography := np.asarray(found, dtype=np.float64)):
         return PhotoMatch(keypoints, len(good), 0, 0.0, 0.0, 0.0, same_pixels)
     inliers = int(mask.sum())
-    second_plane = _second_plane(source, target, mask.ravel() > 0) / len(good)
+    inlying = mask.ravel() > 0
+    second_plane = _second_plane(source, target, inlying) / len(good)
+    spread = _spread(a, source[inlying].reshape(-1, 2), homography, b.shape)
     inverse = np.asarray(np.linalg.inv(homography), dtype=np.float64)
     a_in_b = _inside(_frame_points(a.shape), homography, b.shape)
     b_in_a = _inside(_frame_points(b.shape), inverse, a.shape)
@@ -152,6 +160,7 @@ def match_photos(a: PhotoFeatures, b: PhotoFeatures) -> PhotoMatch:
         correlation=correlation,
         same_pixels=same_pixels,
         second_plane=second_plane,
+        spread=spread,
     )
 
 
@@ -202,10 +211,37 @@ def _second_plane(
     return int(mask.sum()) if homography is not None else 0
 
 
-def _frame_points(shape: tuple[int, ...]) -> NDArray[np.float32]:
+def _spread(
+    a: PhotoFeatures,
+    inliers: NDArray[np.float32],
+    homography: NDArray[np.float64],
+    b_shape: tuple[int, ...],
+) -> float:
+    """The share of `a`'s grid cells that have keypoints and lie inside `b` once mapped, and
+    that hold an inlier."""
+    height, width = a.shape
+
+    def cells(points: NDArray[np.float32]) -> set[int]:
+        column = np.clip((points[:, 0] * _SPREAD_GRID / width).astype(int), 0, _SPREAD_GRID - 1)
+        row = np.clip((points[:, 1] * _SPREAD_GRID / height).astype(int), 0, _SPREAD_GRID - 1)
+        return set((row * _SPREAD_GRID + column).tolist())
+
+    centres = _frame_points(a.shape, _SPREAD_GRID)
+    mapped = cv2.perspectiveTransform(centres, homography)[:, 0, :]
+    inside = (mapped[:, 0] >= 0) & (mapped[:, 0] < b_shape[1])
+    inside &= (mapped[:, 1] >= 0) & (mapped[:, 1] < b_shape[0])
+    overlapping = set(np.flatnonzero(inside).tolist())
+    detailed = cells(a.points) & overlapping
+    if not detailed:
+        return 0.0
+    return len(cells(inliers) & detailed) / len(detailed)
+
+
+def _frame_points(shape: tuple[int, ...], grid: int = _GRID) -> NDArray[np.float32]:
+    """The centres of a grid x grid split of a frame, row by row, as (n, 1, 2) points."""
     height, width = shape[:2]
-    xs = (np.arange(_GRID) + 0.5) * width / _GRID
-    ys = (np.arange(_GRID) + 0.5) * height / _GRID
+    xs = (np.arange(grid) + 0.5) * width / grid
+    ys = (np.arange(grid) + 0.5) * height / grid
     grid_x, grid_y = np.meshgrid(xs, ys)
     return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
 

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("containment", sa.Float(), nullable=False),
         sa.Column("correlation", sa.Float(), nullable=False),
         sa.Column("second_plane", sa.Float(), nullable=False),
+        sa.Column("spread", sa.Float(), nullable=False),
         sa.Column("same_pixels", sa.Boolean(), nullable=False),
         sa.Column("created_at", lookalike.catalog.models.UTCDateTime(), nullable=False),
         sa.CheckConstraint("image_a < image_b", name="ck_image_pair_match_order"),
@@ -44,9 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("image_a", "image_b"),
     )
     with op.batch_alter_table("image_pair_match", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_image_pair_match_image_b"), ["image_b"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_image_pair_match_image_b"), ["image_b"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_image_pair_match_collection_id"), ["collection_id"], unique=False
         )
