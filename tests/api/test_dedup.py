@@ -427,3 +427,48 @@ def test_each_group_is_shown_once_with_copy_groups_nested_in_their_scene(
     assert {c["id"]: (c["parent_id"], c["groups"]) for c in listed} == {
         c["id"]: (c["parent_id"], c["groups"]) for c in clusters
     }
+
+
+def test_an_upload_is_told_a_copy_from_another_shot(
+    client: TestClient, secured: Settings, photos: dict[str, bytes]
+) -> None:
+    """The issue's first report: the other view of a stereo pair was called a near-exact copy
+    and a cropped or framed copy only similar. Uploads are told the truth, with the record."""
+    alice = bearer(secured)
+    assert client.post("/api/collections", json={"name": "dup"}, headers=alice).status_code == 201
+    left = open_image(photos["motorcycle_left"])
+    _add(client, alice, "bike left", jpeg(left, 92))
+    copies = {
+        "bike cropped": transform(left, "crop", keep=0.87),
+        "bike framed": transform(left, "border", width=0.08),
+        "bike widescreen": transform(left, "letterbox", aspect=21 / 9),
+        "bike stamped": transform(left, "watermark"),
+    }
+    for name, image in copies.items():
+        r = client.post(
+            "/api/collections/dup/records?wait=true",
+            headers=alice,
+            data={"name": name},
+            files=[("images", (f"{name}.jpg", jpeg(image, 85), "image/jpeg"))],
+        )
+        verdict = r.json()["results"][0]["duplicate"]
+        assert verdict["tier"] == "near_exact", (name, verdict)
+        assert verdict["record_name"] in {"bike left", *copies}, (name, verdict)
+    r = client.post(
+        "/api/collections/dup/records?wait=true",
+        headers=alice,
+        data={"name": "bike right"},
+        files=[("images", ("right.png", photos["motorcycle_right"], "image/png"))],
+    )
+    verdict = r.json()["results"][0]["duplicate"]
+    assert verdict["tier"] == "similar", verdict
+    assert verdict["record_name"] in {"bike left", *copies}
+    # A sweep agrees: one similar group of the scene, the copies nested in it, the right view
+    # in none of the copy groups.
+    clusters = _clusters(client, alice)
+    right_id = r.json()["results"][0]["image_id"]
+    near = [c for c in clusters if c["tier"] == "near_exact"]
+    assert len(near) == 1 and len(near[0]["members"]) == 1 + len(copies)
+    assert right_id not in _members(near[0])
+    scene = next(c for c in clusters if c["tier"] == "similar")
+    assert right_id in _members(scene) and near[0]["parent_id"] == scene["id"]

@@ -193,7 +193,10 @@ def test_verdict_looks_past_a_crowd_of_look_alikes(tmp_path: Path) -> None:
     query = _unit(rng.standard_normal((1, 64)))[0]
     phash = "0123456789abcdef"
     far = "fedcba9876543210"
-    crowd = [_unit((query + 0.02 * rng.standard_normal(64))[None])[0] for _ in range(20)]
+    crowd = [
+        _unit((query + 0.02 * rng.standard_normal(64))[None])[0]
+        for _ in range(VERDICT_CANDIDATES + 4)
+    ]
     copy = _unit((query + 0.2 * rng.standard_normal(64))[None])[0]
     assert float(copy @ query) < min(float(v @ query) for v in crowd)
     index = QdrantEdgeIndex(tmp_path)

@@ -26,10 +26,18 @@ def dedup(
         int | None, typer.Option(help="pHash bits for near_exact (model default).", min=0, max=11)
     ] = None,
     near_exact: Annotated[
-        float | None, typer.Option(help="Confirming cosine for near_exact (model default).")
+        float | None,
+        typer.Option(help="Cosine near_exact needs when an image has too few features."),
     ] = None,
     similar: Annotated[
         float | None, typer.Option(help="Cosine for similar (model default).")
+    ] = None,
+    geometric_check: Annotated[
+        bool | None,
+        typer.Option(
+            "--geometric-check/--no-geometric-check",
+            help="Decide near_exact by local features under one homography (default on).",
+        ),
     ] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     json_out: Annotated[
@@ -46,6 +54,7 @@ def dedup(
         "phash_gate": phash_gate,
         "near_exact_cosine": near_exact,
         "similar_cosine": similar,
+        "geometric_check": geometric_check,
     }
     with open_runtime(load_settings(data_dir)) as rt:
         coll = find_collection(rt, tenant, collection)

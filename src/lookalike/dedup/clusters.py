@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from lookalike.dedup.tiers import DedupThresholds, Tier, needs_match, tier_of
+from lookalike.dedup.tiers import DedupThresholds, Tier, needs_match, same_scene, tier_of
 from lookalike.imaging.hashes import PHASH_CHUNK_BITS, PHASH_CHUNKS
 from lookalike.imaging.photo_match import PhotoMatch
 
@@ -41,6 +41,7 @@ from lookalike.imaging.photo_match import PhotoMatch
 MAX_COMPONENT = 2000
 _FAR = 2.0  # the largest cosine distance: "never in one cluster"
 _MATCH_BATCH = 16  # candidate pairs per geometric-check call
+_CHECKS_PER_GROUP_PAIR = 3
 
 # Given a row index, the (other row index, cosine) of its nearest neighbours by embedding.
 NeighbourSearch = Callable[[int], Iterable[tuple[int, float]]]
@@ -168,8 +169,9 @@ def sweep(
     stats.seconds["vector_neighbours"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    near = _near_pairs(candidates, phashes, thresholds, matches, stats)
+    near, scene = _near_pairs(candidates, phashes, thresholds, matches, stats)
     near = (near | same_pairs) - different_pairs
+    scene -= different_pairs
     stats.seconds["photo_match"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -188,7 +190,9 @@ def sweep(
     stats.largest_component = max((len(c) for c in components), default=0)
     for component in components:
         for part in _fit(component, edges, thresholds, stats):
-            clusters.extend(_cluster_component(part, vectors, near, thresholds, different_pairs))
+            clusters.extend(
+                _cluster_component(part, vectors, near, scene, thresholds, different_pairs)
+            )
     stats.seconds["clustering"] = time.perf_counter() - started
     clusters.sort(key=lambda c: (c.tier != "near_exact", -len(c.members), c.members[0]))
     return _nested(clusters), stats
@@ -200,9 +204,10 @@ def _near_pairs(
     thresholds: DedupThresholds,
     matches: PairMatches | None,
     stats: SweepStats,
-) -> set[tuple[int, int]]:
-    """The candidate pairs that are one photograph: by the geometric check where it was
-    measured, by the pHash-and-cosine rule where it could not be.
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """The candidate pairs that are one photograph (by the geometric check where it was
+    measured, by the pHash-and-cosine rule where it could not be), and those the geometry
+    shows to be two shots of one scene.
 
     Groups are connected components, so a pair whose images are already joined through
     other pairs needs no check of its own: pairs go most similar first, in small batches, and
@@ -216,6 +221,7 @@ def _near_pairs(
 
     joined = _UnionFind()
     near: set[tuple[int, int]] = set()
+    scene: set[tuple[int, int]] = set()
     checkable: list[tuple[int, int]] = []
     for pair, cosine in sorted(candidates.items(), key=lambda item: -item[1]):
         distance = hamming(*pair)
@@ -224,9 +230,18 @@ def _near_pairs(
         elif tier_of(cosine, distance, thresholds) in ("exact", "near_exact"):
             near.add(pair)
             joined.union(*pair)
+    # Groups compared and found apart, and how often: a few checks per pair of groups, through
+    # their most similar members, settle it (a copy of a photo is found through the original
+    # or most of its copies; a crop may miss the copies framed otherwise, not all of them).
+    apart: Counter[tuple[int, int]] = Counter()
     for start in range(0, len(checkable), _MATCH_BATCH):
-        batch = [p for p in checkable[start : start + _MATCH_BATCH] if not joined.same(*p)]
-        near.update(p for p in checkable[start : start + _MATCH_BATCH] if joined.same(*p))
+        batch = []
+        for pair in checkable[start : start + _MATCH_BATCH]:
+            roots = _ordered(joined.root(pair[0]), joined.root(pair[1]))
+            if roots[0] == roots[1]:
+                near.add(pair)
+            elif apart[roots] < _CHECKS_PER_GROUP_PAIR:
+                batch.append(pair)
         found = matches(batch) if matches is not None and batch else {}
         stats.photo_matches += len(found)
         for pair in batch:
@@ -234,7 +249,11 @@ def _near_pairs(
             if tier in ("exact", "near_exact"):
                 near.add(pair)
                 joined.union(*pair)
-    return near
+            else:
+                apart[_ordered(joined.root(pair[0]), joined.root(pair[1]))] += 1
+                if same_scene(found.get(pair), thresholds):
+                    scene.add(pair)
+    return near, scene
 
 
 class _UnionFind:
@@ -330,6 +349,7 @@ def _cluster_component(
     rows: list[int],
     vectors: NDArray[np.float32],
     near: set[tuple[int, int]],
+    scene: set[tuple[int, int]],
     thresholds: DedupThresholds,
     different: set[tuple[int, int]],
 ) -> list[Cluster]:
@@ -341,6 +361,12 @@ def _cluster_component(
     local_different = {
         (position[a], position[b]) for a, b in different if a in position and b in position
     }
+    # Copies, and shots the geometry ties to one scene, join before anything that only
+    # looks alike: they end in one similar cluster whatever else joins it.
+    for a, b in scene:
+        if a in position and b in position:
+            i, j = position[a], position[b]
+            distance[i, j] = distance[j, i] = 0.0
     for i, j in local_near:
         distance[i, j] = distance[j, i] = 0.0
     for i, j in local_different:

@@ -5,7 +5,7 @@ sweep honours the pair decisions people made (`dedup.review`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from lookalike.dedup.clusters import Cluster, SweepStats, sweep
 from lookalike.dedup.evidence import PhotoEvidence, pair_of
 from lookalike.dedup.review import latest_verdicts, load_clusters
 from lookalike.dedup.tiers import DedupThresholds, Tier, thresholds_of
+from lookalike.dedup.verdicts import copy_groups
 from lookalike.imaging import phash_int
 from lookalike.imaging.photo_match import PhotoMatch
 from lookalike.jobs.runner import JobContext, JobFunction
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_JOB = "dedup_sweep"
 MAX_SUBSET = 5000  # images in one "cluster these" request
+_CROWD = 4  # neighbours fetched per neighbour wanted, to see past copies of one photo
 
 
 @dataclass
@@ -69,25 +71,35 @@ def run_sweep(
     ids, vectors, phashes = _load_points(rt, collection, image_ids)
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     k = rt.settings.dedup_neighbours
+    # Copies of one photo, as the verdicts at ingest grouped them: a neighbour list covers
+    # k groups, so twenty copies of one photo do not crowd out another shot of the scene.
+    group_of = copy_groups(rt.catalog, ids)
+
+    def distinct(ranked: Iterable[tuple[int, float]]) -> Iterator[tuple[int, float]]:
+        seen: set[str] = set()
+        for other, score in ranked:
+            group = group_of.get(ids[other], ids[other])
+            if group not in seen:
+                if len(seen) > k:
+                    return
+                seen.add(group)
+            yield other, score
 
     def engine_neighbours(row: int) -> Iterator[tuple[int, float]]:
         hits = rt.vectors.search(
             collection.id,
             collection.vector_name,
             vectors[row],
-            limit=k + 1,
+            limit=_CROWD * (k + 1),
             score_threshold=limits.similar_cosine,
             with_payload=False,
         )
-        for hit in hits:
-            other = row_of.get(hit.id)
-            if other is not None:
-                yield other, hit.score
+        yield from distinct((row_of[h.id], h.score) for h in hits if h.id in row_of)
 
     def subset_neighbours(row: int) -> Iterator[tuple[int, float]]:
         scores = vectors @ vectors[row]
-        for other in np.argsort(-scores)[: k + 1]:
-            yield int(other), float(scores[other])
+        ranked = np.argsort(-scores)[: _CROWD * (k + 1)]
+        yield from distinct((int(other), float(scores[other])) for other in ranked)
 
     def pair_matches(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], PhotoMatch]:
         found = rt.evidence.matches(collection.id, [(ids[a], ids[b]) for a, b in pairs])

@@ -167,6 +167,20 @@ def same_photograph(match: PhotoMatch, thresholds: DedupThresholds) -> bool | No
     )
 
 
+def same_scene(match: PhotoMatch | None, thresholds: DedupThresholds) -> bool:
+    """Whether the geometry shows the same scene, one photograph or not: many matches agree
+    under one homography across the part both frames show (a pan, a stereo pair, a burst).
+    A similar pair with this evidence outranks one that only looks alike."""
+    return (
+        match is not None
+        and thresholds.geometric_check
+        and match.keypoints >= thresholds.min_keypoints
+        and match.inliers >= thresholds.min_inliers
+        and match.correlation >= thresholds.min_correlation
+        and match.spread >= thresholds.min_spread
+    )
+
+
 def hashes_say_copy(cosine: float, hamming: int | None, thresholds: DedupThresholds) -> bool:
     """The fallback rule: pHash within the gate and a cosine that the hashes' closeness
     lowers, from `near_exact_cosine` at the gate to halfway to `similar_cosine` at 0 bits."""

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from lookalike.catalog import Catalog, Collection, Image, Record
 from lookalike.dedup.evidence import PhotoEvidence, pair_of
-from lookalike.dedup.tiers import TIERS, DedupThresholds, Tier, needs_match, thresholds_of, tier_of
+from lookalike.dedup.tiers import (
+    TIERS,
+    DedupThresholds,
+    Tier,
+    needs_match,
+    same_scene,
+    thresholds_of,
+    tier_of,
+)
 from lookalike.enrichment.runner import EnrichmentRunner, StageBatch
 from lookalike.imaging import phash_hamming
 from lookalike.imaging.phash_index import candidate_filter
@@ -28,8 +36,11 @@ from lookalike.vectors.base import Filter, HasId, Hit, VectorIndex
 
 log = logging.getLogger(__name__)
 
-VERDICT_CANDIDATES = 16  # nearest images each search looks at
-MAX_MATCHES = 4  # candidates per new image that get the geometric check, closest first
+VERDICT_CANDIDATES = 48  # nearest images each search looks at
+# Candidates per new image that get the geometric check: the most similar by embedding, and
+# the closest by pHash (a heavily edited copy may be neither of the first).
+MAX_MATCHES = 4
+MAX_HASH_MATCHES = 2
 
 # Candidate image ids -> their geometric match with the new image.
 MatchCandidates = Callable[[Sequence[str]], Mapping[str, PhotoMatch]]
@@ -94,6 +105,7 @@ class DuplicateStage:
                 item.image.phash,
                 thresholds,
                 matches,
+                lambda ids: copy_groups(self.catalog, ids),
             )
             if verdict is not None:
                 verdicts[image_id] = verdict
@@ -131,15 +143,20 @@ def nearest_duplicate(
     phash: str | None,
     thresholds: DedupThresholds,
     matches: MatchCandidates | None = None,
+    groups: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> DuplicateVerdict | None:
-    """The strongest-tier, then most similar, image stored before `image_id` (ids are ULIDs,
-    so "before" is "smaller id"; two copies in one batch do not point at each other).
+    """The strongest-tier image stored before `image_id` (ids are ULIDs, so "before" is
+    "smaller id"; two copies in one batch do not point at each other); among equals, one the
+    geometry ties to the same scene, then the most similar.
 
     Candidates are the nearest images by embedding at or above `similar_cosine`, and the
     nearest within the pHash gate whatever their cosine (a heavily blurred copy can sit far
-    from its original in embedding space and close in pHash). Up to MAX_MATCHES of those that
-    could be near-exact, closest hashes first, get the geometric check through `matches`;
-    without it (or for the rest) the pHash-and-cosine rule decides.
+    from its original in embedding space and close in pHash). The MAX_MATCHES most similar of
+    them, and the MAX_HASH_MATCHES closest in pHash, get the geometric check through
+    `matches`; a candidate left unchecked can be no more than similar. `groups` names the
+    copy group of stored images (`copy_groups`): the checks go to the most similar image of
+    each group, so twenty copies of one photo do not crowd out another shot of the scene.
+    Without `matches` (no pixels to compare) the pHash-and-cosine rule decides.
     """
     candidates = [
         c
@@ -148,23 +165,65 @@ def nearest_duplicate(
         )
         if c.image_id < image_id
     ]
-    checkable = sorted(
-        (c for c in candidates if needs_match(c.cosine, c.hamming, thresholds)),
-        key=lambda c: (c.hamming if c.hamming is not None else 65, -c.cosine),
-    )[:MAX_MATCHES]
-    found = matches([c.image_id for c in checkable]) if matches and checkable else {}
-    best: tuple[int, float, Candidate, Tier] | None = None
+    group_of = groups([c.image_id for c in candidates]) if groups and candidates else {}
+    checkable = [c for c in candidates if needs_match(c.cosine, c.hamming, thresholds)]
+    by_cosine = distinct_groups(sorted(checkable, key=lambda c: -c.cosine), group_of, MAX_MATCHES)
+    by_hash = sorted(
+        (c for c in checkable if c.hamming is not None and c.hamming <= thresholds.phash_gate),
+        key=lambda c: (c.hamming, -c.cosine),
+    )[:MAX_HASH_MATCHES]
+    checked = {c.image_id for c in (*by_cosine, *by_hash)}
+    found = matches(sorted(checked)) if matches is not None and checked else {}
+    best: tuple[tuple[int, bool, float], Candidate, Tier] | None = None
     for c in candidates:
-        tier = tier_of(c.cosine, c.hamming, thresholds, found.get(c.image_id))
+        match = found.get(c.image_id)
+        if matches is not None and c in checkable and c.image_id not in checked:
+            tier: Tier | None = "similar" if c.cosine >= thresholds.similar_cosine else None
+        else:
+            tier = tier_of(c.cosine, c.hamming, thresholds, match)
         if tier is None:
             continue
-        key = (-TIERS.index(tier), c.cosine)
-        if best is None or key > best[:2]:
-            best = (*key, c, tier)
+        key = (-TIERS.index(tier), same_scene(match, thresholds), c.cosine)
+        if best is None or key > best[0]:
+            best = (key, c, tier)
     if best is None:
         return None
-    _, _, chosen, tier = best
+    _, chosen, tier = best
     return DuplicateVerdict(tier, chosen.image_id, round(chosen.cosine, 6))
+
+
+def distinct_groups(
+    candidates: Sequence[Candidate], group_of: Mapping[str, str], limit: int
+) -> list[Candidate]:
+    """The first candidate of each copy group, in order, up to `limit` groups."""
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        group = group_of.get(c.image_id, c.image_id)
+        if group not in seen:
+            seen.add(group)
+            out.append(c)
+            if len(out) == limit:
+                break
+    return out
+
+
+def copy_groups(catalog: Catalog, image_ids: Sequence[str]) -> dict[str, str]:
+    """Image id -> the image its near-exact or exact verdict names (itself when it has none):
+    copies of one photo share a key, as far as the verdicts at ingest tell."""
+    out: dict[str, str] = {}
+    with catalog.session() as session:
+        for start in range(0, len(image_ids), 500):
+            chunk = list(image_ids[start : start + 500])
+            for image_id, tier, of in session.execute(
+                select(Image.id, Image.duplicate_tier, Image.duplicate_of).where(
+                    Image.id.in_(chunk)
+                )
+            ):
+                out[image_id] = (
+                    of if of is not None and tier in ("exact", "near_exact") else image_id
+                )
+    return out
 
 
 def duplicate_candidates(

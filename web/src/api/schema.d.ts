@@ -997,9 +997,37 @@ export interface components {
             /** User Feedback */
             user_feedback: number;
         };
-        /** DedupThresholdsIn */
+        /**
+         * DedupThresholdsIn
+         * @description Duplicate thresholds (docs/quality.md). Unset fields keep the model's defaults.
+         */
         DedupThresholdsIn: {
-            /** Near Exact Cosine */
+            /**
+             * Geometric Check
+             * @description Decide near_exact by local features under one homography (default on).
+             */
+            geometric_check?: boolean | null;
+            /** Max Second Plane */
+            max_second_plane?: number | null;
+            /** Min Containment */
+            min_containment?: number | null;
+            /** Min Correlation */
+            min_correlation?: number | null;
+            /** Min Inliers */
+            min_inliers?: number | null;
+            /** Min Keypoints */
+            min_keypoints?: number | null;
+            /**
+             * Min Overlap
+             * @description Smallest share of a frame a copy may keep.
+             */
+            min_overlap?: number | null;
+            /** Min Spread */
+            min_spread?: number | null;
+            /**
+             * Near Exact Cosine
+             * @description The cosine near_exact needs at the pHash gate when the geometric check has nothing to go on (too few features).
+             */
             near_exact_cosine?: number | null;
             /**
              * Phash Gate

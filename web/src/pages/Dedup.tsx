@@ -84,7 +84,14 @@ export function DedupPage() {
     <>
       <PageHeader
         title="Dedup"
-        description={<>Groups of exact, near-exact and similar images in <span className="font-medium text-slate-800">{collection?.name ?? "…"}</span>, each with a suggested keeper.</>}
+        description={
+          <>
+            Groups of exact, near-exact and similar images in <span className="font-medium text-slate-800">{collection?.name ?? "…"}</span>, each with a suggested keeper.
+            <span className="mt-1 block text-xs text-slate-500">
+              Near-exact: the same photograph after edits (resized, cropped, framed, recoloured, watermarked). Similar: the same scene or subject, such as another shot of it.
+            </span>
+          </>
+        }
         actions={findButton}
       />
       <div role="group" aria-label="Show clusters" className="mb-4 flex flex-wrap gap-1">
