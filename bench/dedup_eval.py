@@ -22,6 +22,7 @@ figure. No pixels there: the pHash-and-cosine rule decides near_exact.
 
     python bench/dedup_eval.py                       # quality, offline EfficientNet-Lite0
     python bench/dedup_eval.py --scenes 16           # fewer synthetic originals, quicker
+    python bench/dedup_eval.py --no-geometric-check  # the pHash-and-cosine rule alone
     python bench/dedup_eval.py --scale 25000,50000,100000
 """
 
@@ -182,7 +183,7 @@ def build_items(scene_count: int, pans_per_kind: int) -> tuple[list[Item], list[
 
 
 def evaluate_quality(
-    model: str, models_dir: Path | None, scene_count: int, pans: int
+    model: str, models_dir: Path | None, scene_count: int, pans: int, geometric: bool = True
 ) -> dict[str, Any]:
     originals, later = build_items(scene_count, pans)
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +198,10 @@ def evaluate_quality(
         )
         with Lookalike(settings) as rt:
             collection = svc.create_collection(rt, "eval", "eval", model=model)
+            if not geometric:  # the pHash-and-cosine rule alone, as before the evidence
+                collection = svc.update_collection(
+                    rt, "eval", collection.id, dedup={"geometric_check": False}
+                )
             started = time.perf_counter()
             # Originals first: each copy's verdict can then name its original.
             for batch in (originals, later):
@@ -577,6 +582,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", default="", help="comma-separated sizes for the sweep at scale")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--scenes", type=int, default=40, help="synthetic originals")
+    parser.add_argument(
+        "--no-geometric-check",
+        action="store_true",
+        help="decide near_exact by the pHash-and-cosine rule alone, for comparison",
+    )
     parser.add_argument("--pans", type=int, default=8, help="pan pairs of each overlap")
     parser.add_argument("--scale-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -587,7 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_scale([int(x) for x in args.scale.split(",") if x], args.dim)
         return 0
     cache = os.environ.get("LOOKALIKE_MODEL_CACHE_DIR")
-    result = evaluate_quality(args.model, Path(cache) if cache else None, args.scenes, args.pans)
+    result = evaluate_quality(
+        args.model,
+        Path(cache) if cache else None,
+        args.scenes,
+        args.pans,
+        geometric=not args.no_geometric_check,
+    )
     return 0 if report_quality(result) else 1
 
 

@@ -46,7 +46,7 @@ def test_ingest_then_search(env: Path, tmp_path: Path, photos: dict[str, bytes])
     query = ["search", str(folder / "coffee.png"), "--collection", "pics", "--limit", "3"]
     r = runner.invoke(app, query)
     assert r.exit_code == 0, r.output
-    assert "weaker matches (below the relevance cut-off 0.45) are hidden" in r.output
+    assert "weaker matches (below the relevance cut-off 0.55) are hidden" in r.output
     r = runner.invoke(app, [*query, "--json"])
     answer = json.loads(r.stdout)
     assert [h["name"] for h in answer["hits"]] == ["coffee"] and answer["weaker"]
