@@ -17,6 +17,7 @@ from lookalike.cli.common import (
     load_settings,
     open_runtime,
     out,
+    print_table,
 )
 
 
@@ -60,7 +61,7 @@ def anomalies(
     for i in items:
         why = "; ".join(i.reasons) or "-"
         table.add_row(_score(i.priority), _score(i.ood), i.name, i.image_id, why)
-    out.print(table)
+    print_table(table)
 
 
 def _score(value: float | None) -> str:

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from lookalike.auth.tokens import DEFAULT_TENANT
-from lookalike.cli.common import DataDir, console, load_settings, out
+from lookalike.cli.common import DataDir, console, load_settings, out, print_table
 
 if TYPE_CHECKING:
     from lookalike.catalog import Catalog
@@ -76,7 +76,7 @@ def apikey_list(
     table = Table("id", "prefix", "tenant", "user", "name", "created", "last used", "revoked")
     for item in items:
         table.add_row(*[str(item[k] or "") for k in item])
-    out.print(table)
+    print_table(table)
 
 
 def apikey_revoke(

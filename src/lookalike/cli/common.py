@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,14 +22,17 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from lookalike.core.config import Settings
 
 if TYPE_CHECKING:
     from lookalike.composition import Lookalike
 
-console = Console(stderr=True)
-out = Console()
+# Lines are not broken at the terminal's width (the terminal wraps them), so an id or a path
+# in a message stays whole when copied.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -38,6 +42,27 @@ DataDir = Annotated[
 ]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name or id.")]
 TenantOpt = Annotated[str, typer.Option(help="Tenant.")]
+
+
+def print_table(table: Table) -> None:
+    """`table` on stdout at its natural width: ids stay whole and copyable on a narrow
+    terminal (the line wraps there instead of the id being cut to "01JD…")."""
+    for column in table.columns:
+        column.no_wrap = True
+        column.overflow = "ignore"
+    natural = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    if natural <= out.width:
+        out.print(table)
+        return
+    # A console only lays a table out within its own width: print through a wider one.
+    wide = Console(
+        file=out.file,
+        width=natural,
+        color_system=out.color_system,  # type: ignore[arg-type]
+        force_terminal=out.is_terminal,
+        soft_wrap=True,
+    )
+    wide.print(table)
 
 
 def load_settings(data_dir: Path | None, **overrides: object) -> Settings:

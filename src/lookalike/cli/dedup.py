@@ -17,6 +17,7 @@ from lookalike.cli.common import (
     load_settings,
     open_runtime,
     out,
+    print_table,
 )
 
 
@@ -87,4 +88,4 @@ def dedup(
         for m in c["members"]:
             mark = "keep" if m["image_id"] == c["keeper"] else ""
             table.add_row(mark, f"{m['score']:.4f}", m["name"], m["image_id"])
-        out.print(table)
+        print_table(table)

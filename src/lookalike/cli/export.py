@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lookalike.auth.tokens import DEFAULT_TENANT
 from lookalike.cli.common import (
@@ -39,4 +40,12 @@ def export_hard_negatives(
         sys.stdout.write(lines)
     else:
         output.write_text(lines, encoding="utf-8")
-        console.print(f"{len(rows)} hard negatives written to {output}")
+        console.print(escape(f"{len(rows)} hard negatives written to {output}"))
+    if not rows:
+        # Say why on stderr, so a pipe of the JSON Lines stays clean.
+        console.print(
+            "no hard negatives yet: they come from people's decisions, i.e. search results "
+            "marked irrelevant (POST /api/feedback, the web app's thumbs-down) and pairs "
+            'marked "different" in the dedup review (POST /api/duplicates/pairs or a '
+            'cluster\'s "not duplicate")'
+        )

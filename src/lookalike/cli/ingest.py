@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from lookalike.auth.tokens import DEFAULT_TENANT
 from lookalike.cli.common import (
@@ -96,13 +97,16 @@ def ingest(
             f"rejected {counts['rejected']} in {elapsed:.1f} s; all searchable"
         )
         for name, reason in rejected:
-            console.print(f"  [yellow]rejected[/yellow] {name}: {reason}")
+            console.print(f"  [yellow]rejected[/yellow] {escape(name)}: {escape(reason)}")
         for r in results:
             if r.duplicate_of is not None:
                 what = _VERDICT_WORDS.get(r.duplicate_of.tier, r.duplicate_of.tier)
                 console.print(
-                    f"  {Path(r.filename or '?').name}: {what} {r.duplicate_of.record_name!r} "
-                    f"(image {r.duplicate_of.image_id}, record {r.duplicate_of.record_id})"
+                    escape(
+                        f"  {Path(r.filename or '?').name}: {what} "
+                        f"{r.duplicate_of.record_name!r} (image {r.duplicate_of.image_id}, "
+                        f"record {r.duplicate_of.record_id})"
+                    )
                 )
         if queued:
             console.print(
@@ -187,11 +191,11 @@ def watch(
 
         def report(path: Path, result: IngestResult) -> None:
             detail = f": {result.reason}" if result.reason else ""
-            console.print(f"{result.status:9} {path}{detail}")
+            console.print(escape(f"{result.status:9} {path}{detail}"))
 
         watcher = FolderWatcher(rt, coll, directory, owner=owner, on_result=report)
         watcher.start()
-        console.print(f"watching {directory} for collection {coll.name!r}; Ctrl-C to stop")
+        console.print(escape(f"watching {directory} for collection {coll.name!r}; Ctrl-C to stop"))
         try:
             while True:
                 time.sleep(1)
@@ -243,6 +247,6 @@ def reconcile(
         )
         for f in report.findings:
             state = "repaired" if f.repaired else "[yellow]not repaired[/yellow]"
-            console.print(f"  {f.image_id}  {f.kind}: {f.detail} ({state})")
+            console.print(f"  {f.image_id}  {f.kind}: {escape(f.detail)} ({state})")
     if any(check or not f.repaired for f in report.findings):
         raise typer.Exit(1)

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from lookalike.cli.common import DataDir, RichDownloadProgress, console, load_settings, out
+from lookalike.cli.common import (
+    DataDir,
+    RichDownloadProgress,
+    console,
+    load_settings,
+    out,
+    print_table,
+)
 
 
-def model_list(data_dir: DataDir = None) -> None:
+def model_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
     """Known models and whether each is in the cache."""
     from lookalike.embedding import list_models
 
+    models = list_models(load_settings(data_dir))
+    if json_out:
+        items = [
+            {
+                "name": m.name,
+                "kind": m.kind,
+                "dim": m.dim,
+                "text": m.supports_text,
+                "cached": m.cached,
+                "model_id": m.model_id,
+            }
+            for m in models
+        ]
+        out.print_json(json.dumps({"models": items}))
+        return
     table = Table("name", "kind", "dim", "text", "cached", "model id")
-    for m in list_models(load_settings(data_dir)):
+    for m in models:
         table.add_row(
             m.name,
             m.kind,
@@ -25,7 +51,7 @@ def model_list(data_dir: DataDir = None) -> None:
             "yes" if m.cached else "no",
             m.model_id or "",
         )
-    out.print(table)
+    print_table(table)
 
 
 def model_pull(

@@ -19,6 +19,7 @@ from lookalike.cli.common import (
     load_settings,
     open_runtime,
     out,
+    print_table,
 )
 from lookalike.core.errors import InvalidInput
 
@@ -81,7 +82,7 @@ def search(
     table = Table("score", "name", "image id", "record id")
     for h in page.hits:
         table.add_row(f"{h.score:.4f}", h.name, h.image_id, h.record_id)
-    out.print(table)
+    print_table(table)
     if not page.hits:
         console.print("no match")
     if page.weaker:
