@@ -71,12 +71,6 @@ class PhotoEvidence:
             found.update(measured)
         return found
 
-    def forget(self, image_ids: Iterable[str]) -> None:
-        """Drop cached features (an image deleted, or its original replaced)."""
-        with self._lock:
-            for image_id in image_ids:
-                self._features.pop(image_id, None)
-
     def _stored(self, pairs: list[Pair]) -> dict[Pair, PhotoMatch]:
         out: dict[Pair, PhotoMatch] = {}
         with self.catalog.session() as session:
