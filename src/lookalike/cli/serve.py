@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from lookalike.auth.tokens import DEFAULT_TENANT
+from lookalike.auth.tokens import ANONYMOUS, DEFAULT_TENANT
 from lookalike.cli.common import DataDir, console, load_settings, open_runtime
 
 # glibc's mallopt parameter for the number of arenas (M_ARENA_MAX in malloc.h).
@@ -99,7 +99,11 @@ def demo(
     with open_runtime(settings) as rt:
         coll = get_or_create_collection(rt, DEFAULT_TENANT, "demo")
         items = [
-            (NewRecord(name=name, owner="demo", tags=("sample",)), IngestFile(data, f"{name}"))
+            # The owner uploads get without sign-in, so the samples and uploads agree.
+            (
+                NewRecord(name=name, owner=ANONYMOUS.user, tags=("sample",)),
+                IngestFile(data, f"{name}"),
+            )
             for name, data in sorted(photos.items())
         ]
         results = rt.ingest.add_many(coll, items, wait=True)

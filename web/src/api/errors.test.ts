@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { ApiError, errorMessage, isMissingRoute } from "./errors";
+import { ApiError, errorMessage, isMissingRoute, isRetryable } from "./errors";
 
 describe("ApiError.from", () => {
   it("reads the server's error envelope", () => {
@@ -19,6 +19,14 @@ describe("ApiError.from", () => {
   it("tells a missing route from a missing thing", () => {
     expect(isMissingRoute(ApiError.from(404, { error: { code: "not_found", message: "Not Found" } }))).toBe(true);
     expect(isMissingRoute(ApiError.from(404, { error: { code: "not_found", message: "no collection 'x'" } }))).toBe(false);
+  });
+
+  it("offers a retry only where asking again could help", () => {
+    expect(isRetryable(ApiError.from(404, { error: { code: "image_not_found", message: "no image 'x'" } }))).toBe(false);
+    expect(isRetryable(ApiError.from(422, null))).toBe(false);
+    expect(isRetryable(ApiError.from(429, null))).toBe(true);
+    expect(isRetryable(ApiError.from(503, null))).toBe(true);
+    expect(isRetryable(new TypeError("Failed to fetch"))).toBe(true);
   });
 
   it("explains a network failure", () => {

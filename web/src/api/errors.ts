@@ -42,3 +42,15 @@ export function errorMessage(error: unknown): string {
 export function isMissingRoute(error: unknown): boolean {
   return error instanceof ApiError && (error.status === 404 || error.status === 405) && /^(not found|method not allowed)$/i.test(error.message);
 }
+
+/** The thing asked for does not exist (as opposed to the route: see `isMissingRoute`). */
+export function isNotFound(error: unknown): boolean {
+  return error instanceof ApiError && error.status === 404 && !isMissingRoute(error);
+}
+
+/** Whether asking again could answer differently: not for a 4xx (a missing image stays missing),
+ * except a timeout or a rate limit. */
+export function isRetryable(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return true;
+  return error.status >= 500 || error.status === 408 || error.status === 429;
+}

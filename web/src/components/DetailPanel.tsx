@@ -1,5 +1,4 @@
 /** Everything about one image: preview, record, payload, look-alikes, duplicate verdict, feedback. */
-import { clsx } from "clsx";
 import { ChevronLeft, ChevronRight, ClipboardCopy, ExternalLink, Link2, ScanSearch } from "lucide-react";
 import type { KeyboardEvent, ReactNode } from "react";
 import { Link } from "react-router-dom";
@@ -13,6 +12,7 @@ import { formatBytes, formatDate, formatScore } from "@/lib/format";
 
 import { AuthImage } from "./AuthImage";
 import { Sheet } from "./Dialog";
+import { DuplicateOf } from "./DuplicateOf";
 import { FeedbackButtons, FeedbackHistory } from "./FeedbackButtons";
 import { StatusBadge } from "./StatusBadge";
 import { Badge, Button, ErrorState, Skeleton } from "./ui";
@@ -49,35 +49,14 @@ function scoreOrState(score: number | null | undefined, state: string | undefine
   return formatScore(score);
 }
 
-const tierLabel: Record<string, string> = {
-  exact: "Exact duplicate",
-  near_exact: "Near-exact duplicate",
-  similar: "Similar image",
-};
-
 export function DuplicateVerdictView({ verdict, onOpen }: { verdict: DuplicateVerdict | null | undefined; onOpen?: (id: string) => void }) {
   if (verdict === undefined) return <p className="text-sm text-slate-500">Not checked for this image.</p>;
   if (verdict === null) return <p className="text-sm text-slate-600">No duplicate found when it was added.</p>;
   return (
-    <div className="flex flex-wrap items-center gap-2 text-sm">
-      <Badge tone={verdict.tier === "similar" ? "amber" : "red"}>{tierLabel[verdict.tier] ?? verdict.tier}</Badge>
-      <span>of</span>
-      {onOpen ? (
-        <button
-          type="button"
-          className={clsx("text-brand-700 underline", !verdict.record_name && "font-mono text-xs")}
-          onClick={() => onOpen(verdict.image_id)}
-          title={verdict.image_id}
-        >
-          {verdict.record_name ?? verdict.image_id}
-        </button>
-      ) : (
-        <span className={clsx(!verdict.record_name && "font-mono text-xs")} title={verdict.image_id}>
-          {verdict.record_name ?? verdict.image_id}
-        </span>
-      )}
+    <p className="flex flex-wrap items-baseline gap-x-2 text-sm">
+      <DuplicateOf tier={verdict.tier} recordId={verdict.record_id} recordName={verdict.record_name} imageId={verdict.image_id} onOpen={onOpen} />
       <span className="text-slate-500">score {formatScore(verdict.score)}</span>
-    </div>
+    </p>
   );
 }
 

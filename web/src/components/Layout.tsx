@@ -17,11 +17,13 @@ const NAV = [
   { to: "/anomalies", label: "Anomalies", icon: ShieldAlert },
 ];
 
-function Logo() {
+/** The mark and the name; `compact` keeps the name for screen readers only below `sm`, where the
+ * phone header needs the room for the collection picker. */
+function Logo({ compact = false }: { compact?: boolean }) {
   return (
-    <span className="flex items-center gap-2 text-base font-semibold tracking-tight text-slate-900">
+    <span className="flex shrink-0 items-center gap-2 text-base font-semibold tracking-tight text-slate-900" data-testid="logo">
       <img src="/favicon.svg" alt="" className="size-7" />
-      Lookalike
+      <span className={clsx(compact && "sr-only sm:not-sr-only")}>Lookalike</span>
     </span>
   );
 }
@@ -54,17 +56,17 @@ function Nav({ onNavigate }: { onNavigate?: () => void }) {
 
 function CollectionPicker() {
   const { collection, collections, isLoading, select } = useCurrentCollection();
-  if (isLoading) return <div className="h-10 w-48 animate-pulse rounded-md bg-slate-200" aria-hidden />;
+  if (isLoading) return <div className="h-10 w-full max-w-48 animate-pulse rounded-md bg-slate-200" aria-hidden />;
   if (!collections.length) return null;
   return (
-    <div className="flex items-center gap-2">
+    <div className="flex min-w-0 flex-1 items-center justify-end gap-2">
       <label htmlFor="collection-picker" className="hidden text-sm text-slate-600 sm:block">
         Collection
       </label>
       <Select
         id="collection-picker"
         aria-label="Current collection"
-        className="w-40 sm:w-56"
+        className="min-w-0 truncate sm:w-56"
         value={collection?.id ?? ""}
         onChange={(event) => select(event.target.value)}
       >
@@ -83,7 +85,7 @@ function Account() {
   if (state.status !== "signed-in") return null;
   const { session } = state;
   return (
-    <div className="flex items-center gap-2">
+    <div className="flex shrink-0 items-center gap-2">
       <div className="hidden text-right text-xs leading-tight md:block">
         <div className="font-medium text-slate-900" data-testid="tenant">
           {session.tenant}
@@ -91,7 +93,9 @@ function Account() {
         <div className="text-slate-500">{session.user}</div>
       </div>
       {session.auth === "off" ? (
-        <Badge tone="amber">demo mode · auth off</Badge>
+        <Badge tone="amber">
+          <span className="hidden sm:inline">demo mode · </span>auth off
+        </Badge>
       ) : (
         <Button variant="ghost" size="sm" onClick={signOut} aria-label="Sign out">
           <LogOut className="size-4" aria-hidden />
@@ -125,15 +129,18 @@ export function Layout() {
       >
         Skip to content
       </a>
-      <aside className="hidden w-60 shrink-0 border-r border-slate-200 bg-white px-3 py-4 lg:block">
-        <div className="mb-6 px-3">
-          <Logo />
+      <aside className="hidden w-60 shrink-0 border-r border-slate-200 bg-white lg:block">
+        {/* As tall as the window and sticky, so the navigation stays in reach on long pages. */}
+        <div className="sticky top-0 h-screen overflow-y-auto px-3 py-4">
+          <div className="mb-6 px-3">
+            <Logo />
+          </div>
+          <Nav />
         </div>
-        <Nav />
       </aside>
       <div className="flex min-w-0 flex-1 flex-col">
         <header className="sticky top-0 z-30 border-b border-slate-200 bg-white/95 backdrop-blur">
-          <div className="flex h-14 items-center gap-3 px-4 sm:px-6">
+          <div className="flex h-14 items-center gap-2 px-4 sm:gap-3 sm:px-6">
             <Button
               variant="ghost"
               size="sm"
@@ -146,9 +153,9 @@ export function Layout() {
               {menuOpen ? <X className="size-5" aria-hidden /> : <Menu className="size-5" aria-hidden />}
             </Button>
             <div className="lg:hidden">
-              <Logo />
+              <Logo compact />
             </div>
-            <div className="ml-auto flex items-center gap-3">
+            <div className="ml-auto flex min-w-0 flex-1 items-center justify-end gap-2 sm:gap-3">
               <CollectionPicker />
               <Account />
             </div>

@@ -3,10 +3,11 @@ import { CheckCircle2, CircleAlert, Copy, Loader2 } from "lucide-react";
 import type { ReactNode } from "react";
 import { Link } from "react-router-dom";
 
-import { useImage, useRecord } from "@/api/queries";
+import { useImage } from "@/api/queries";
 import { formatBytes } from "@/lib/format";
 import type { UploadProgress } from "@/lib/upload";
 
+import { DuplicateOf } from "./DuplicateOf";
 import { StatusBadge } from "./StatusBadge";
 
 const phaseLabel: Record<UploadProgress["phase"], string> = {
@@ -18,55 +19,12 @@ const phaseLabel: Record<UploadProgress["phase"], string> = {
   failed: "Failed",
 };
 
-const verdictWords: Record<string, string> = {
-  exact: "Duplicate of",
-  near_exact: "Near-exact copy of",
-  similar: "Similar to",
-};
-
-function DuplicateOf({
-  tier,
-  recordId,
-  recordName,
-  imageId,
-}: {
-  tier: string;
-  recordId: string | null | undefined;
-  recordName?: string | null | undefined;
-  imageId: string | null;
-}) {
-  // Upload results name the record; older answers (or none) leave it to be looked up.
-  const record = useRecord(recordName ? undefined : (recordId ?? undefined));
-  const name = recordName ?? record.data?.name ?? imageId ?? "an existing image";
-  return (
-    <span data-testid="verdict" data-tier={tier}>
-      {verdictWords[tier] ?? "Duplicate of"}{" "}
-      {recordId ? (
-        <Link to={`/records/${recordId}`} className="font-medium text-brand-700 underline">
-          {name}
-        </Link>
-      ) : (
-        name
-      )}
-    </span>
-  );
-}
-
 /** An added image's duplicate verdict, once its duplicate check has run (the image is looked
  * at again until then). */
 function AddedVerdict({ imageId }: { imageId: string }) {
-  const image = useImage(imageId);
-  const verdict = image.data?.duplicate;
-  const other = useImage(verdict?.record_id ? undefined : verdict?.image_id);
+  const verdict = useImage(imageId).data?.duplicate;
   if (!verdict) return null;
-  return (
-    <DuplicateOf
-      tier={verdict.tier}
-      recordId={verdict.record_id ?? other.data?.record_id}
-      recordName={verdict.record_name}
-      imageId={verdict.image_id}
-    />
-  );
+  return <DuplicateOf tier={verdict.tier} recordId={verdict.record_id} recordName={verdict.record_name} imageId={verdict.image_id} />;
 }
 
 export function UploadRow({ file, progress }: { file: File; progress: UploadProgress }) {

@@ -5,13 +5,14 @@ import {
   forwardRef,
   useId,
   type ButtonHTMLAttributes,
+  type HTMLAttributes,
   type InputHTMLAttributes,
   type ReactNode,
   type SelectHTMLAttributes,
   type TextareaHTMLAttributes,
 } from "react";
 
-import { errorMessage } from "@/api/errors";
+import { errorMessage, isRetryable } from "@/api/errors";
 
 type Variant = "primary" | "secondary" | "ghost" | "danger";
 type Size = "sm" | "md";
@@ -138,8 +139,12 @@ export function Badge({ tone = "slate", children, className }: { tone?: Tone; ch
   );
 }
 
-export function Card({ children, className }: { children: ReactNode; className?: string }) {
-  return <div className={clsx("rounded-lg border border-slate-200 bg-white shadow-sm", className)}>{children}</div>;
+export function Card({ children, className, ...props }: HTMLAttributes<HTMLDivElement>) {
+  return (
+    <div className={clsx("rounded-lg border border-slate-200 bg-white shadow-sm", className)} {...props}>
+      {children}
+    </div>
+  );
 }
 
 export function Skeleton({ className }: { className?: string }) {
@@ -196,6 +201,7 @@ export function EmptyState({
   );
 }
 
+/** An error and, where asking again could help (not after a 4xx), a Retry button. */
 export function ErrorState({ error, onRetry, title = "Something went wrong" }: { error: unknown; onRetry?: () => void; title?: string }) {
   return (
     <div role="alert" className="flex items-start gap-3 rounded-lg border border-red-200 bg-red-50 p-4 text-sm text-red-800">
@@ -204,7 +210,7 @@ export function ErrorState({ error, onRetry, title = "Something went wrong" }: {
         <p className="font-semibold">{title}</p>
         <p className="mt-0.5">{errorMessage(error)}</p>
       </div>
-      {onRetry && (
+      {onRetry && isRetryable(error) && (
         <Button size="sm" onClick={onRetry}>
           Retry
         </Button>

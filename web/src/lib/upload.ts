@@ -17,6 +17,18 @@ export interface UploadProgress {
   error?: string;
 }
 
+/** Where a file stands in a batch's summary: each file is in exactly one of these, so the counts
+ * always add up to the number of files (a file being embedded is in progress, not yet added). */
+export type UploadOutcome = "active" | "added" | "duplicate" | "rejected";
+
+export function uploadOutcome({ phase, result, error }: UploadProgress): UploadOutcome {
+  if (error || phase === "failed") return "rejected";
+  if (phase !== "done") return "active";
+  if (result?.status === "added") return "added";
+  if (result?.status === "duplicate") return "duplicate";
+  return "rejected";
+}
+
 export function stem(filename: string): string {
   const base = filename.split(/[\\/]/).pop() ?? filename;
   const dot = base.lastIndexOf(".");

@@ -1,4 +1,5 @@
 import * as DropdownMenu from "@radix-ui/react-dropdown-menu";
+import { clsx } from "clsx";
 import { FolderOpen, MoreHorizontal, Pencil, Plus, Trash2 } from "lucide-react";
 import { useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
@@ -136,13 +137,13 @@ function RenameDialog({ collection, onClose }: { collection: Collection; onClose
   );
 }
 
-function Setting({ label, value }: { label: string; value: string }) {
+/** One setting of the card; a `wide` one (a model name, a date) has a row to itself. Values wrap
+ * rather than being cut: they are what a person compares collections by. */
+function Setting({ label, value, wide = false }: { label: string; value: string; wide?: boolean }) {
   return (
-    <div>
+    <div className={clsx("min-w-0", wide && "col-span-2")}>
       <dt className="text-xs text-slate-500">{label}</dt>
-      <dd className="truncate text-sm font-medium text-slate-800" title={value}>
-        {value}
-      </dd>
+      <dd className="text-sm font-medium break-words text-slate-800">{value}</dd>
     </div>
   );
 }
@@ -153,7 +154,7 @@ function CollectionCard({ collection, onEdit, onDelete }: { collection: Collecti
   const pending = counts.images_pending ?? 0;
   const failed = counts.images_failed ?? 0;
   return (
-    <Card className="flex flex-col p-5">
+    <Card className="flex flex-col p-5" data-testid="collection-card">
       <div className="flex items-start justify-between gap-3">
         <div className="min-w-0">
           <h2 className="truncate text-base font-semibold">
@@ -188,13 +189,13 @@ function CollectionCard({ collection, onEdit, onDelete }: { collection: Collecti
         {failed > 0 && <Badge tone="red">{failed} failed</Badge>}
         <Badge tone={collection.supports_text ? "blue" : "slate"}>{collection.supports_text ? "text search" : "image search only"}</Badge>
       </div>
-      <dl className="mt-4 grid grid-cols-2 gap-x-4 gap-y-2 border-t border-slate-100 pt-4 sm:grid-cols-3">
-        <Setting label="Model" value={collection.model} />
+      <dl className="mt-4 grid grid-cols-2 gap-x-4 gap-y-2 border-t border-slate-100 pt-4">
+        <Setting label="Model" value={collection.model} wide />
         <Setting label="Dimensions" value={String(collection.dim)} />
         <Setting label="Quantization" value={String(settings.quantization ?? "–")} />
         <Setting label="HNSW m / ef" value={`${String(settings.hnsw_m ?? "–")} / ${String(settings.hnsw_ef_construct ?? "–")}`} />
         <Setting label="Distance" value={String(settings.distance ?? "cosine")} />
-        <Setting label="Created" value={formatDate(collection.created_at)} />
+        <Setting label="Created" value={formatDate(collection.created_at)} wide />
       </dl>
       <div className="mt-4 flex gap-2">
         <Link to={`/collections/${collection.id}`} className="text-sm font-medium text-brand-700 hover:underline">

@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 
 import { CollectionProvider } from "@/lib/collection";
-import { mockApi, type Call } from "@/test/api";
+import { apiError, mockApi, type Call } from "@/test/api";
 import { renderWithProviders } from "@/test/render";
 
 import { SearchPage } from "./Search";
@@ -39,17 +39,18 @@ function image(id: string) {
     thumbnail_url: `/api/images/${id}/thumbnail`,
     preview_url: `/api/images/${id}/thumbnail`,
     original_url: `/api/images/${id}/original`,
-    duplicate: id === "IMG2" ? { tier: "near_exact", image_id: "IMG9", score: 0.97 } : null,
+    duplicate: id === "IMG2" ? { tier: "near_exact", image_id: "IMG9", score: 0.97, record_id: "REC9", record_name: "photo 9" } : null,
   };
 }
 
-function api() {
+function api({ supportsText = true } = {}) {
   return mockApi({
     "GET /api/collections": () => ({
-      body: [{ id: "C1", name: "shop", model: "clip", supports_text: true, counts: {} }],
+      body: [{ id: "C1", name: "shop", model: supportsText ? "clip" : "efficientnet-lite0", supports_text: supportsText, counts: {} }],
     }),
     "POST /api/search/similar": ({ body }: Call) => {
       const { offset = 0, limit = 10, image_id } = body as { offset?: number; limit?: number; image_id?: string };
+      if (image_id === "GONE") return apiError(404, "image_not_found", "no image 'GONE'");
       if (image_id) return { body: { hits: [hit(7)], collection: "C1", model_id: "clip", more: false } };
       // 36 hits in all, of which 30 are above the cut-off: two full pages of 12, then 6, and the
       // server says there are no more matches (and that weaker ones exist).
@@ -68,7 +69,8 @@ function api() {
 }
 
 describe("Search", () => {
-  it("searches by text with the filters, pages on, and browses results with the arrow keys", async () => {
+  // Long on a slow machine: about forty requests and as many renders.
+  it("searches by text with the filters, pages on, and browses results with the arrow keys", { timeout: 20_000 }, async () => {
     const calls = api();
     const user = userEvent.setup();
     renderWithProviders(
@@ -104,7 +106,9 @@ describe("Search", () => {
     expect(await within(panel).findByText("No duplicate found when it was added.")).toBeInTheDocument();
     await user.keyboard("{ArrowRight}");
     expect(within(panel).getByText("2 / 30")).toBeInTheDocument();
-    expect(await within(panel).findByText("Near-exact duplicate")).toBeInTheDocument();
+    // The verdict names the record, and opens its image.
+    expect(await within(panel).findByTestId("verdict")).toHaveTextContent("Near-exact copy of photo 9");
+    expect(within(panel).getByRole("button", { name: "photo 9" })).toBeInTheDocument();
     expect(within(panel).getByText(/"owner": "alice"/)).toBeInTheDocument();
     await user.keyboard("{ArrowLeft}{ArrowLeft}");
     expect(within(panel).getByText("1 / 30")).toBeInTheDocument();
@@ -127,5 +131,42 @@ describe("Search", () => {
       </CollectionProvider>,
     );
     expect(await screen.findByRole("heading", { name: "Find look-alikes" })).toBeInTheDocument();
+  });
+
+  it("says how to get text search on an image-only model, and offers no search it cannot run", async () => {
+    const calls = api({ supportsText: false });
+    const user = userEvent.setup();
+    renderWithProviders(
+      <CollectionProvider>
+        <SearchPage />
+      </CollectionProvider>,
+    );
+    await user.click(await screen.findByRole("tab", { name: "Text" }));
+    expect(screen.getByLabelText("Describe what you look for")).toBeDisabled();
+    const search = screen.getByRole("button", { name: "Search" });
+    expect(search).toBeDisabled();
+    expect(search).toHaveAccessibleDescription(/efficientnet-lite0\) embeds images only/);
+    expect(search).toHaveAccessibleDescription(/pip install 'lookalike\[export\]'/);
+    expect(search).toHaveAccessibleDescription(/lookalike model pull clip-vit-b-32-laion2b/);
+    await user.click(screen.getByRole("tab", { name: "Image" }));
+    expect(screen.getByRole("button", { name: "Search" })).toBeEnabled();
+    expect(calls.filter((c) => c.path === "/api/search/similar")).toHaveLength(0);
+  });
+
+  it("says an unknown image does not exist, with a way back and no retry", async () => {
+    api();
+    const user = userEvent.setup();
+    renderWithProviders(
+      <CollectionProvider>
+        <SearchPage />
+      </CollectionProvider>,
+      { route: "/search?image=GONE" },
+    );
+    expect(await screen.findByRole("heading", { name: "No such image" })).toBeInTheDocument();
+    expect(screen.getByText("GONE")).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Retry" })).not.toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: "Back to search" }));
+    expect(await screen.findByRole("heading", { name: "Find look-alikes" })).toBeInTheDocument();
+    expect(screen.getByLabelText("…or an image id")).toHaveValue("");
   });
 });

@@ -1,10 +1,11 @@
 import * as Tabs from "@radix-ui/react-tabs";
 import { clsx } from "clsx";
-import { ImageIcon, ScanSearch, SlidersHorizontal, Type, X } from "lucide-react";
+import { ArrowLeft, ImageIcon, ImageOff, ScanSearch, SlidersHorizontal, Type, X } from "lucide-react";
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { useInView } from "react-intersection-observer";
 import { Link, useSearchParams } from "react-router-dom";
 
+import { isNotFound } from "@/api/errors";
 import { useSearch, type SearchQuery } from "@/api/queries";
 import type { SearchFilters } from "@/api/types";
 import { DetailPanel } from "@/components/DetailPanel";
@@ -15,6 +16,9 @@ import { Button, Card, EmptyState, ErrorState, Field, Input, LoadingBlock, PageH
 import { useCurrentCollection } from "@/lib/collection";
 
 type Mode = "image" | "text";
+
+// The product CLIP model, the one the API's own error advises for text search.
+const CLIP_MODEL = "clip-vit-b-32-laion2b";
 
 interface FilterState {
   tags: string[];
@@ -55,7 +59,9 @@ export function SearchPage() {
   const [limit, setLimit] = useState(24);
   const [threshold, setThreshold] = useState("");
   const [phashGate, setPhashGate] = useState("");
-  const [query, setQuery] = useState<SearchQuery | null>(null);
+  const [searched, setSearched] = useState<SearchQuery | null>(null);
+  // Results belong to the collection searched: picking another in the header starts afresh.
+  const query = searched?.collection === collection?.id ? searched : null;
   const [selected, setSelected] = useState<number | null>(null);
   const [adhoc, setAdhoc] = useState<string | null>(null);
   const nonce = useRef(0);
@@ -65,7 +71,7 @@ export function SearchPage() {
   const results = useSearch(query);
   const hits = useMemo(() => results.data?.pages.flatMap((p) => p.hits) ?? [], [results.data]);
   const lastPage = results.data?.pages.at(-1);
-  const showWeaker = () => query && setQuery({ ...query, includeWeaker: true, nonce: ++nonce.current });
+  const showWeaker = () => query && setSearched({ ...query, includeWeaker: true, nonce: ++nonce.current });
   const weakerNote = lastPage?.weaker && !results.hasNextPage && (
     <div className="flex flex-wrap items-center justify-center gap-3 py-6 text-sm text-slate-600">
       <span>
@@ -96,11 +102,11 @@ export function SearchPage() {
       };
       if (next.kind === "file" && !next.file) return;
       if (next.kind === "image_id" && !next.imageId) return;
-      if (next.kind === "text" && !next.text) return;
+      if (next.kind === "text" && (!next.text || !collection.supports_text)) return;
       autoRan.current = true;
       setSelected(null);
       setAdhoc(null);
-      setQuery(next);
+      setSearched(next);
       setParams(
         next.kind === "text" ? { q: next.text! } : next.kind === "image_id" ? { image: next.imageId! } : {},
         { replace: true },
@@ -155,6 +161,12 @@ export function SearchPage() {
     [hits.length, results],
   );
 
+  function startOver() {
+    setSearched(null);
+    setImageId("");
+    setParams({}, { replace: true });
+  }
+
   function submit(event: FormEvent) {
     event.preventDefault();
     run();
@@ -172,6 +184,7 @@ export function SearchPage() {
   }
 
   const textSupported = collection?.supports_text ?? true;
+  const textUnavailable = mode === "text" && !textSupported;
   const selectedHit = selected !== null ? hits[selected] : undefined;
   const panelImage = adhoc ?? selectedHit?.image_id;
   const feedbackQuery = query
@@ -241,8 +254,10 @@ export function SearchPage() {
                   )}
                 </Field>
                 {!textSupported && (
-                  <p className="rounded-md bg-amber-50 p-2 text-xs text-amber-800">
-                    This collection's model ({collection?.model}) embeds images only: text search needs a CLIP model.
+                  <p id="text-unsupported" className="rounded-md bg-amber-50 p-2 text-xs text-amber-800">
+                    This collection's model ({collection?.model}) embeds images only: text search needs a CLIP model. Get one
+                    with <code>lookalike model pull {CLIP_MODEL}</code>, or export one with{" "}
+                    <code>pip install 'lookalike[export]'</code> and <code>lookalike model export</code>.
                   </p>
                 )}
               </Tabs.Content>
@@ -284,7 +299,14 @@ export function SearchPage() {
                 </Button>
               </div>
             </details>
-            <Button type="submit" variant="primary" className="w-full" busy={results.isFetching && !results.isFetchingNextPage} disabled={!collection}>
+            <Button
+              type="submit"
+              variant="primary"
+              className="w-full"
+              busy={results.isFetching && !results.isFetchingNextPage}
+              disabled={!collection || textUnavailable}
+              aria-describedby={textUnavailable ? "text-unsupported" : undefined}
+            >
               <ScanSearch className="size-4" aria-hidden /> Search
             </Button>
           </form>
@@ -303,6 +325,19 @@ export function SearchPage() {
                 ))}
               </div>
             </LoadingBlock>
+          ) : query.kind === "image_id" && isNotFound(results.error) ? (
+            <EmptyState
+              icon={<ImageOff className="size-10" />}
+              title="No such image"
+              action={
+                <Button onClick={startOver}>
+                  <ArrowLeft className="size-4" aria-hidden /> Back to search
+                </Button>
+              }
+            >
+              There is no image <span className="font-mono text-xs">{query.imageId}</span>: it may have been removed, or the id is
+              mistyped.
+            </EmptyState>
           ) : results.error ? (
             <ErrorState error={results.error} title="The search failed" onRetry={() => void results.refetch()} />
           ) : hits.length === 0 ? (

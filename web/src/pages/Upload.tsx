@@ -12,7 +12,7 @@ import { UploadRow } from "@/components/UploadRow";
 import { Badge, Button, Card, EmptyState, PageHeader } from "@/components/ui";
 import { useCurrentCollection } from "@/lib/collection";
 import { pluralize } from "@/lib/format";
-import { eachLimited, uploadImage, type UploadProgress } from "@/lib/upload";
+import { eachLimited, uploadImage, uploadOutcome, type UploadOutcome, type UploadProgress } from "@/lib/upload";
 
 interface Item {
   id: number;
@@ -63,11 +63,9 @@ export function UploadPage() {
     );
   }
 
-  const count = (pred: (i: Item) => boolean) => items.filter(pred).length;
-  const added = count((i) => i.progress.result?.status === "added");
-  const duplicates = count((i) => i.progress.result?.status === "duplicate");
-  const rejected = count((i) => i.progress.result?.status === "rejected" || Boolean(i.progress.error));
-  const active = count((i) => i.progress.phase !== "done" && i.progress.phase !== "failed");
+  const counts: Record<UploadOutcome, number> = { active: 0, added: 0, duplicate: 0, rejected: 0 };
+  for (const item of items) counts[uploadOutcome(item.progress)] += 1;
+  const { active, added, duplicate: duplicates, rejected } = counts;
 
   return (
     <>
@@ -85,7 +83,7 @@ export function UploadPage() {
           <Dropzone onFiles={(files) => void start(files)} label="Drop many images here, or click to choose" inputLabel="Choose images to upload" disabled={!collection} />
           {items.length > 0 && (
             <Card>
-              <div className="flex flex-wrap items-center gap-2 border-b border-slate-100 px-4 py-3 text-sm" aria-live="polite">
+              <div className="flex flex-wrap items-center gap-2 border-b border-slate-100 px-4 py-3 text-sm" aria-live="polite" data-testid="upload-summary">
                 <span className="font-medium">{pluralize(items.length, "file")}</span>
                 {active > 0 && <Badge tone="amber">{active} in progress</Badge>}
                 <Badge tone="green">{added} added</Badge>
