@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from lookalike import __version__
+from lookalike.api.docs import install_api_docs, packaged_docs_assets
 from lookalike.api.forms import add_body_schemas
 from lookalike.api.limits import install_limits
 from lookalike.api.observability import install_observability
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
         version=__version__,
         description="Image similarity search, visual quality control and image RAG.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        # Served by install_api_docs from the server's own files: FastAPI's pages load a CDN.
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
     ):
         app.include_router(module.router)
     add_body_schemas(app)
+    install_api_docs(app, packaged_docs_assets())
     # Last: the web app's catch-all answers only what no route above did.
     install_web_app(app, settings.web_dir)
     return app
