@@ -24,8 +24,7 @@ from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
 from lookalike.records.service import CollectionCache
 from lookalike.records.thumbnails import ThumbnailStage
-from lookalike.storage.base import BlobStore
-from lookalike.storage.local import LocalBlobStore
+from lookalike.storage import BlobStore, open_blob_store
 from lookalike.vectors.base import VectorIndex
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
 
@@ -44,7 +43,7 @@ class Lookalike:
         try:
             self.catalog = Catalog(self.settings.catalog_url)
             self.catalog.migrate()
-            self.blobs: BlobStore = LocalBlobStore(self.settings.blobs_dir)
+            self.blobs: BlobStore = open_blob_store(self.settings)
             self.models = Models(_share_cores(self.settings))
             self.collection_cache = CollectionCache()
             # What happens to an image after it is searchable, stage by stage, in this order.

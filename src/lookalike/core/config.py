@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # The web app's bundle: inside the package when a wheel ships one, else `make web`'s output in a
 # source checkout.
 _WEB_BUNDLES = (
@@ -39,6 +40,16 @@ class Settings(BaseSettings):
     )
     model_cache_dir: Path | None = Field(
         default=None, description="Model directories; default: data_dir/models."
+    )
+    blobs: str | None = Field(
+        default=None,
+        description="Where originals and thumbnails live: a local directory, or "
+        "`s3://BUCKET/PREFIX` (an existing bucket); default: data_dir/blobs.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3 endpoint URL for `s3://` blobs (MinIO, SeaweedFS, ...); default: AWS. "
+        "Credentials and region come from the standard AWS variables.",
     )
 
     # Models
@@ -215,6 +226,18 @@ class Settings(BaseSettings):
         ]
     )
 
+    @field_validator("blobs")
+    @classmethod
+    def _blobs_location(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://"):
+            bucket = value.removeprefix("s3://").split("/", 1)[0]
+            if not _S3_BUCKET.fullmatch(bucket):
+                raise ValueError(
+                    f"{value!r}: expected s3://BUCKET/PREFIX with a valid bucket name "
+                    "(3-63 lowercase letters, digits, dots and hyphens)"
+                )
+        return value or None
+
     @field_validator("dedup_keeper_policy")
     @classmethod
     def _known_rules(cls, value: list[str]) -> list[str]:
@@ -326,7 +349,18 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'catalog.sqlite3'}"
 
     @property
+    def blobs_s3(self) -> tuple[str, str] | None:
+        """(bucket, key prefix) when `blobs` is an `s3://` URL; None for a local directory."""
+        if self.blobs is None or not self.blobs.startswith("s3://"):
+            return None
+        bucket, _, prefix = self.blobs.removeprefix("s3://").partition("/")
+        return bucket, prefix.strip("/")
+
+    @property
     def blobs_dir(self) -> Path:
+        """The local blob directory (unused when `blobs` is an `s3://` URL)."""
+        if self.blobs is not None and self.blobs_s3 is None:
+            return Path(self.blobs).expanduser()
         return self.data_dir / "blobs"
 
     @property

@@ -207,6 +207,13 @@ class StorageError(LookalikeError):
     status = 500
 
 
+class BlobStoreUnavailable(StorageError):
+    """The blob store (an S3 server) cannot be reached: try again when it is back."""
+
+    code = "blob_store_unavailable"
+    status = 503
+
+
 class Misconfigured(LookalikeError):
     """A setting cannot be used as given (an unreadable key file, a malformed PEM)."""
 
