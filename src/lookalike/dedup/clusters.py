@@ -185,13 +185,18 @@ def sweep(
     stats.edges = len(edges)
 
     clusters: list[Cluster] = []
+    near_of, scene_of = _by_row(near), _by_row(scene)
     components = _components(n, edges)
     stats.components = len(components)
     stats.largest_component = max((len(c) for c in components), default=0)
     for component in components:
         for part in _fit(component, edges, thresholds, stats):
+            part_near = {p for row in part for p in near_of.get(row, ())}
+            part_scene = {p for row in part for p in scene_of.get(row, ())}
             clusters.extend(
-                _cluster_component(part, vectors, near, scene, thresholds, different_pairs)
+                _cluster_component(
+                    part, vectors, part_near, part_scene, thresholds, different_pairs
+                )
             )
     stats.seconds["clustering"] = time.perf_counter() - started
     clusters.sort(key=lambda c: (c.tier != "near_exact", -len(c.members), c.members[0]))
@@ -256,6 +261,15 @@ def _near_pairs(
     return near, scene
 
 
+def _by_row(pairs: set[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    """Each row's pairs, so that a component finds its own without a pass over all pairs."""
+    out: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for pair in pairs:
+        out[pair[0]].append(pair)
+        out[pair[1]].append(pair)
+    return out
+
+
 class _UnionFind:
     def __init__(self) -> None:
         self._parent: dict[int, int] = {}
@@ -271,9 +285,6 @@ class _UnionFind:
         ra, rb = self.root(a), self.root(b)
         if ra != rb:
             self._parent[max(ra, rb)] = min(ra, rb)
-
-    def same(self, a: int, b: int) -> bool:
-        return self.root(a) == self.root(b)
 
 
 def _nested(clusters: list[Cluster]) -> list[Cluster]:
