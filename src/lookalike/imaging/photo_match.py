@@ -19,7 +19,7 @@ homographies), while a second shot has parallax and a different frame.
 
 What counts as "the same photograph" from these figures is the caller's decision
 (`dedup.tiers.DedupThresholds`); this module only measures. Speed: about 10 ms to prepare an
-image and a few ms per match on one core.
+image and about 10 ms per match on one core (1,000 keypoints each).
 """
 
 from __future__ import annotations
