@@ -33,6 +33,20 @@ def make_settings(data_dir: Path, models_dir: Path, **overrides: object) -> Sett
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def offline_cli_env(monkeypatch: Any, data_dir: Path, models_dir: Path, **extra: str) -> None:
+    """The environment a command-line test runs in: a data directory, the offline model from
+    the test model cache, no downloads; `extra` sets or overrides LOOKALIKE_* variables."""
+    values = {
+        "DATA_DIR": str(data_dir),
+        "MODEL_CACHE_DIR": str(models_dir),
+        "MODEL": "efficientnet-lite0",
+        "MODEL_DOWNLOAD": "false",
+        **extra,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(f"LOOKALIKE_{key}", value)
+
+
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=quality)

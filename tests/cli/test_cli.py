@@ -14,16 +14,13 @@ from lookalike.cli import app
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.demo.samples import derived_set
-from support import noise_png
+from support import noise_png, offline_cli_env
 
 
 @pytest.fixture
 def env(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
-    monkeypatch.setenv("LOOKALIKE_DATA_DIR", str(data))
-    monkeypatch.setenv("LOOKALIKE_MODEL_CACHE_DIR", str(models_dir))
-    monkeypatch.setenv("LOOKALIKE_MODEL", "efficientnet-lite0")
-    monkeypatch.setenv("LOOKALIKE_MODEL_DOWNLOAD", "false")
+    offline_cli_env(monkeypatch, data, models_dir)
     return data
 
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lookalike.cli import app
+from support import offline_cli_env
 
 NARROW = {"COLUMNS": "60"}
 
@@ -18,14 +19,7 @@ NARROW = {"COLUMNS": "60"}
 @pytest.fixture
 def env(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
-    for key, value in {
-        "DATA_DIR": str(data),
-        "MODEL_CACHE_DIR": str(models_dir),
-        "MODEL": "efficientnet-lite0",
-        "MODEL_DOWNLOAD": "false",
-        "NSFW": "false",
-    }.items():
-        monkeypatch.setenv(f"LOOKALIKE_{key}", value)
+    offline_cli_env(monkeypatch, data, models_dir, NSFW="false")
     return data
 
 

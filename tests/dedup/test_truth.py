@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from lookalike.cli import app as cli
 from lookalike.demo.samples import derived_set, sample_photos
+from support import offline_cli_env
 
 # Cut into quarters: four different pictures each, none of which is a crop of another.
 QUARTERED = (
@@ -63,14 +64,7 @@ def distinct_originals() -> dict[str, bytes]:
 
 @pytest.fixture
 def env(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in {
-        "DATA_DIR": str(tmp_path / "data"),
-        "MODEL_CACHE_DIR": str(models_dir),
-        "MODEL": "efficientnet-lite0",
-        "MODEL_DOWNLOAD": "false",
-        "NSFW": "false",
-    }.items():
-        monkeypatch.setenv(f"LOOKALIKE_{key}", value)
+    offline_cli_env(monkeypatch, tmp_path / "data", models_dir, NSFW="false")
     return tmp_path
 
 

@@ -31,7 +31,7 @@ from lookalike.ingest.reconcile import reconcile
 from lookalike.ingest.watcher import FolderWatcher
 from lookalike.records.service import find_collection
 from lookalike.vectors.base import Point
-from support import make_settings, wait_until
+from support import make_settings, offline_cli_env, wait_until
 
 COLLECTION = "integrity"
 TENANT = "default"
@@ -301,17 +301,15 @@ def test_every_entry_point_keeps_each_image_with_its_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {
-        "DATA_DIR": str(data_dir),
-        "MODEL_CACHE_DIR": str(models_dir),
-        "MODEL": tiny_clip,
-        "MODEL_DOWNLOAD": "false",
-        "INGEST_WORKERS": str(workers),
+    offline_cli_env(
+        monkeypatch,
+        data_dir,
+        models_dir,
+        MODEL=tiny_clip,
+        INGEST_WORKERS=str(workers),
         # Moderation scores are not what this test is about, and cost 30 ms an image.
-        "NSFW": "false",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(f"LOOKALIKE_{key}", value)
+        NSFW="false",
+    )
     settings = make_settings(
         data_dir, models_dir, model=tiny_clip, ingest_workers=workers, nsfw=False
     )
