@@ -22,7 +22,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3]'
+	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3,milvus,pgvector,qdrant,redis]'
 	@touch $(STAMP)
 
 # npm ci again only when the lock file changed.

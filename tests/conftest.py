@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from backends import plugin_modules
 from lookalike.composition import Lookalike
 from lookalike.core.config import Settings
 from lookalike.demo.samples import sample_photos
 from support import make_settings
+
+# Each store server the tests can start (tests/backends/) brings its session fixture.
+pytest_plugins = plugin_modules()
 
 # A developer's own LOOKALIKE_* variables must not change what the tests see.
 _CACHE = os.environ.get("LOOKALIKE_MODEL_CACHE_DIR")

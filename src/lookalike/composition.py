@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 from types import TracebackType
+from typing import IO
 
 from lookalike.anomalies.queue import AnomalyScorer
 from lookalike.catalog import Catalog
 from lookalike.core.config import Settings
+from lookalike.core.datadir import lock_directory
 from lookalike.dedup.evidence import PhotoEvidence
 from lookalike.dedup.sweep import SWEEP_JOB, sweep_job
 from lookalike.dedup.verdicts import DuplicateStage
@@ -25,8 +27,8 @@ from lookalike.quality.stages import NsfwStage, QualityStage
 from lookalike.records.service import CollectionCache
 from lookalike.records.thumbnails import ThumbnailStage
 from lookalike.storage import BlobStore, open_blob_store
+from lookalike.vectors import open_vector_index
 from lookalike.vectors.base import VectorIndex
-from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,17 @@ class Lookalike:
     def __init__(self, settings: Settings | None = None, *, start: bool = True) -> None:
         self.settings = settings or Settings()
         self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # The vector engine takes the data-dir lock: open it first so a second process fails
-        # before touching anything else.
-        self.vectors: VectorIndex = QdrantEdgeIndex(self.settings.vectors_dir)
+        # One process per data directory while anything in it is single-writer (the embedded
+        # vector engine, whose own lock this is, or a SQLite catalog): take the lock first so a
+        # second process fails before touching anything else.
+        self._lock: IO[str] | None = None
+        if self.settings.vectors != "edge" and self.settings.catalog_url.startswith("sqlite"):
+            self._lock = lock_directory(self.settings.data_dir, "the data directory")
+        try:
+            self.vectors: VectorIndex = open_vector_index(self.settings)
+        except BaseException:
+            self._release_lock()
+            raise
         try:
             self.catalog = Catalog(self.settings.catalog_url)
             self.catalog.migrate()
@@ -86,6 +96,7 @@ class Lookalike:
             self.anomalies.attach(self.enrichment, self.jobs)
         except BaseException:
             self.vectors.close()
+            self._release_lock()
             raise
         if start:
             self.ingest.start()
@@ -102,6 +113,12 @@ class Lookalike:
         self.models.close()
         self.vectors.close()
         self.catalog.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the flock
+            self._lock = None
 
     def __enter__(self) -> Lookalike:
         return self

@@ -1,40 +1,28 @@
 """Vector engines: every test in tests/vectors runs against each backend in `BACKENDS`.
 
-A new engine is one more `Backend` entry: a `module:callable` that opens an index on a
-directory, plus keyword options that keep small test collections quick.
+The embedded engine is listed here; each server engine's `Backend` is the `VECTOR_BACKEND` of
+its module in tests/backends/, next to the fixture that starts its server.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from backends import Backend, server_backends
 from lookalike.vectors.base import VectorIndex
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    # "module:callable" taking (root_dir, **options); a subprocess test imports it the same way.
-    factory: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def open(self, root: Path) -> VectorIndex:
-        module, attr = self.factory.split(":")
-        index: VectorIndex = getattr(importlib.import_module(module), attr)(root, **self.options)
-        return index
-
 
 BACKENDS = [
     # Small test collections should walk the HNSW graph once built, not fall back to a scan.
     Backend(
-        "qdrant-edge", "lookalike.vectors.qdrant_edge:QdrantEdgeIndex", {"full_scan_points": 50}
+        "qdrant-edge",
+        "lookalike.vectors.qdrant_edge:QdrantEdgeIndex",
+        {"full_scan_points": 50},
+        locks_data_dir=True,
     ),
+    *server_backends(),
 ]
 
 
@@ -49,17 +37,43 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "vectors"
 
 
+@pytest.fixture(autouse=True)
+def _skip_what_does_not_apply(request: pytest.FixtureRequest) -> None:
+    if "backend" not in request.fixturenames:
+        return
+    backend: Backend = request.getfixturevalue("backend")
+    reason = backend.skips.get(request.node.originalname)
+    if reason is not None:
+        pytest.skip(f"{backend.name}: {reason}")
+
+
 @pytest.fixture
-def open_index(backend: Backend, data_dir: Path) -> Iterator[Callable[[], VectorIndex]]:
-    """Opens the backend on the test's data directory (again after a close); closes them all."""
+def server_url(backend: Backend, request: pytest.FixtureRequest) -> str | None:
+    if backend.server is None:
+        return None
+    url: str = request.getfixturevalue(backend.server)
+    return url
+
+
+@pytest.fixture
+def open_index(
+    backend: Backend, data_dir: Path, server_url: str | None
+) -> Iterator[Callable[[], VectorIndex]]:
+    """Opens the backend on the test's data directory or namespace (again after a close);
+    closes them all and, on a server, drops what the test left there."""
     opened: list[VectorIndex] = []
 
     def _open() -> VectorIndex:
-        index = backend.open(data_dir)
+        index = backend.open(data_dir, server_url)
         opened.append(index)
         return index
 
     yield _open
+    if backend.server is not None and opened:
+        cleaner = backend.open(data_dir, server_url)
+        for name in ("photos", "others"):
+            cleaner.drop_collection(name)
+        cleaner.close()
     for index in opened:
         index.close()
 

@@ -16,6 +16,7 @@ import pytest
 from numpy.typing import NDArray
 from ulid import ULID
 
+from backends import Backend
 from lookalike.core.errors import (
     Conflict,
     DataDirLocked,
@@ -37,8 +38,6 @@ from lookalike.vectors.base import (
     VectorIndex,
     VectorSpec,
 )
-
-from .conftest import Backend
 
 DIM = 16
 C = "photos"
@@ -407,6 +406,72 @@ def test_multivector_maxsim(index: VectorIndex) -> None:
         index.upsert(C, [Point(ids[0], {"crops": unit(2, dim=DIM + 2)})])
 
 
+# --- isolation and selective filters ---------------------------------------------------------
+
+
+def test_collections_are_isolated(index: VectorIndex) -> None:
+    """Two collections (two tenants' collections, say) with the same ids and vectors: nothing
+    done to one is seen in the other."""
+    other = "others"
+    create(index)
+    index.create_collection(other, [VectorSpec("img", DIM)], MANUAL, PAYLOAD_INDEXES)
+    ids, x = ulids(40), unit(40)
+    index.upsert(C, [Point(i, {"img": v}, {"owner": "ann"}) for i, v in zip(ids, x, strict=True)])
+    index.upsert(
+        other, [Point(i, {"img": v}, {"owner": "bob"}) for i, v in zip(ids, x, strict=True)]
+    )
+    index.delete(other, ids[:10])
+    index.set_payload(other, ids[10:20], {"tags": ["moved"]})
+
+    assert index.count(C) == 40
+    assert index.count(other) == 30
+    assert index.count(C, Filter(must=(MatchValue("owner", "bob"),))) == 0
+    assert index.count(C, Filter(must=(MatchValue("tags", "moved"),))) == 0
+    hits = index.search(C, "img", x[3], limit=40)
+    assert len(hits) == 40
+    assert all(h.payload == {"owner": "ann"} for h in hits)
+    assert [p.id for p in index.retrieve(other, ids[:12])] == ids[10:12]
+    assert {p.payload["owner"] for p in index.iter_points(other)} == {"bob"}
+    index.drop_collection(other)
+    assert index.count(C) == 40
+    assert index.search(C, "img", x[5], limit=1)[0].id == ids[5]
+
+
+@pytest.mark.parametrize("built", [False, True], ids=["unindexed", "indexed"])
+def test_selective_filter_is_not_under_fetched(index: VectorIndex, built: bool) -> None:
+    """A filter that 1% of the points pass still returns `limit` hits, the true nearest ones
+    among those points (an engine that filters after an approximate search returns fewer)."""
+    n, rare_every = 5000, 100
+    create(index)
+    ids, x = ulids(n), unit(n, seed=4)
+    index.upsert(
+        C,
+        [
+            Point(i, {"img": v}, {"owner": "rare" if k % rare_every == 7 else "common", "n": k})
+            for k, (i, v) in enumerate(zip(ids, x, strict=True))
+        ],
+    )
+    if built:
+        index.build_index(C, wait=True)
+    rare = np.arange(n) % rare_every == 7
+    only_rare = Filter(must=(MatchValue("owner", "rare"),))
+    recalls = []
+    for q in unit(10, seed=5):
+        hits = index.search(C, "img", q, limit=10, query_filter=only_rare)
+        assert len(hits) == 10
+        assert all(h.payload is not None and h.payload["owner"] == "rare" for h in hits)
+        truth = {ids[k] for k in np.argsort(-np.where(rare, x @ q, -np.inf))[:10]}
+        recalls.append(len(truth & {h.id for h in hits}) / 10)
+    assert float(np.mean(recalls)) >= 0.9
+    # Fewer matches than the limit: all of them.
+    few = Filter(must=(MatchAny("n", (7, 1507, 4907)),))
+    assert {h.id for h in index.search(C, "img", x[0], limit=10, query_filter=few)} == {
+        ids[7],
+        ids[1507],
+        ids[4907],
+    }
+
+
 # --- index builds -------------------------------------------------------------------------
 
 
@@ -539,20 +604,22 @@ def test_persistence_across_reopen(open_index: Callable[[], VectorIndex]) -> Non
 def test_second_process_gets_data_dir_locked(
     backend: Backend, open_index: Callable[[], VectorIndex], data_dir: Path
 ) -> None:
+    if not backend.locks_data_dir:
+        pytest.skip(f"{backend.name}: a server engine takes no lock on a local data directory")
     index = open_index()
     create(index)
     script = (
         "import sys; from pathlib import Path\n"
         "from lookalike.core.errors import DataDirLocked\n"
         "sys.path.insert(0, sys.argv[3])\n"
-        "from conftest import Backend\n"
+        "from backends import Backend\n"
         "backend = Backend('b', sys.argv[1], eval(sys.argv[4]))\n"
         "try:\n"
         "    backend.open(Path(sys.argv[2])).close()\n"
         "except DataDirLocked as exc:\n"
         "    print(exc); sys.exit(3)\n"
     )
-    here = str(Path(__file__).parent)
+    here = str(Path(__file__).parent.parent)
 
     def other_process() -> subprocess.CompletedProcess[str]:
         return subprocess.run(

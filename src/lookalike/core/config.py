@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_NAMESPACE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # The web app's bundle: inside the package when a wheel ships one, else `make web`'s output in a
 # source checkout.
 _WEB_BUNDLES = (
@@ -50,6 +51,23 @@ class Settings(BaseSettings):
         default=None,
         description="S3 endpoint URL for `s3://` blobs (MinIO, SeaweedFS, ...); default: AWS. "
         "Credentials and region come from the standard AWS variables.",
+    )
+    vectors: str = Field(
+        default="edge",
+        description="The vector engine: `edge` (embedded Qdrant Edge in data_dir), "
+        "`milvus://HOST:PORT`, `qdrant://HOST:PORT` (or an `http(s)://` Qdrant URL) or "
+        "`postgresql://USER@HOST:PORT/DB` (pgvector).",
+    )
+    vectors_namespace: str = Field(
+        default="lookalike",
+        description="Prefix of this deployment's collections (tables) on a shared vector server.",
+    )
+    qdrant_api_key: str | None = Field(
+        default=None, description="API key of a Qdrant server (`LOOKALIKE_VECTORS=https://...`)."
+    )
+    cache_url: str | None = Field(
+        default=None,
+        description="`redis://HOST:PORT/DB` caches frequent searches; default: no cache.",
     )
 
     # Models
@@ -236,6 +254,32 @@ class Settings(BaseSettings):
                     f"{value!r}: expected s3://BUCKET/PREFIX with a valid bucket name "
                     "(3-63 lowercase letters, digits, dots and hyphens)"
                 )
+        return value or None
+
+    @field_validator("vectors")
+    @classmethod
+    def _vectors_location(cls, value: str) -> str:
+        value = value.strip() or "edge"
+        schemes = ("milvus://", "qdrant://", "http://", "https://", "postgresql://", "postgres://")
+        if value != "edge" and not value.startswith(schemes):
+            raise ValueError(
+                f"{value!r}: expected edge, milvus://HOST:PORT, qdrant://HOST:PORT, "
+                "http(s)://HOST:PORT (Qdrant) or postgresql://USER@HOST:PORT/DB (pgvector)"
+            )
+        return value
+
+    @field_validator("vectors_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _NAMESPACE.fullmatch(value):
+            raise ValueError(f"{value!r}: use 1-32 lowercase letters, digits and '_'")
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_location(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r}: expected redis://HOST:PORT/DB")
         return value or None
 
     @field_validator("dedup_keeper_policy")

@@ -219,3 +219,11 @@ class Misconfigured(LookalikeError):
 
     code = "misconfigured"
     status = 500
+
+
+class VectorStoreUnavailable(StorageError):
+    """The vector engine's server (Milvus, Qdrant, PostgreSQL with pgvector) cannot be reached:
+    searches fail until it is back; writes wait in the job table and are retried."""
+
+    code = "vector_store_unavailable"
+    status = 503

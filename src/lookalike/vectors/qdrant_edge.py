@@ -23,9 +23,7 @@ ends with that many new points already waiting starts the next one itself.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
-import fcntl
 import json
 import logging
 import math
@@ -40,20 +38,32 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
 from numpy.typing import NDArray
-from ulid import ULID
 
+from lookalike.core.datadir import lock_directory
 from lookalike.core.errors import (
     CollectionNotFound,
     Conflict,
-    DataDirLocked,
-    DimensionMismatch,
     InvalidInput,
     StorageError,
+)
+from lookalike.vectors._common import (
+    NAME,
+    as_uuid,
+    check_name,
+    check_settings,
+    check_specs,
+    describe,
+    iso_utc,
+    payload_in,
+    query_vector,
+    to_ulid,
+    to_uuid,
+    vector_array,
 )
 from lookalike.vectors.base import (
     Condition,
@@ -80,10 +90,7 @@ _EdgeId = int | uuid.UUID | str
 
 _FORMAT = 1
 _META = "collection.json"
-_LOCK = ".lock"
 _SHARD = re.compile(r"^shard-(\d{6})$")
-# Collection names become directory names: no separators, no leading dot.
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 # One `update` call holds the GIL; small chunks let searches run between them.
 _UPSERT_CHUNK = 256
 # A filtered search whose matches fit in this many vectors scans them exactly (payload index
@@ -132,7 +139,7 @@ class QdrantEdgeIndex(VectorIndex):
     ) -> None:
         self._root = Path(root_dir)
         self._root.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock_data_dir(self._root)
+        self._lock_file = lock_directory(self._root, "the vector data")
         self._build_niceness = build_niceness
         self._full_scan_points = full_scan_points
         self._registry = threading.Lock()
@@ -151,9 +158,9 @@ class QdrantEdgeIndex(VectorIndex):
     ) -> None:
         """Create `collection`; one that exists with the same vectors is left as it is, one with
         other vectors raises `Conflict`."""
-        _check_name(collection)
-        specs = _check_specs(vectors)
-        _check_settings(settings)
+        check_name(collection)
+        specs = check_specs(vectors)
+        check_settings(settings)
         for key, kind in payload_indexes.items():
             if kind not in _SCHEMAS:
                 raise InvalidInput(f"payload index {key!r}: unknown type {kind!r}")
@@ -164,7 +171,7 @@ class QdrantEdgeIndex(VectorIndex):
                 if meta.vectors != specs:
                     raise Conflict(
                         f"collection {collection!r} exists with other vectors "
-                        f"({_describe(meta.vectors)}); drop it or use another name"
+                        f"({describe(meta.vectors)}); drop it or use another name"
                     )
                 return
             path = self._root / collection
@@ -192,7 +199,7 @@ class QdrantEdgeIndex(VectorIndex):
 
     def drop_collection(self, collection: str) -> None:
         """Remove the collection, its points and any build in progress; absent is not an error."""
-        if not _NAME.match(collection):
+        if not NAME.match(collection):
             return
         with self._registry:
             self._check_open()
@@ -216,7 +223,7 @@ class QdrantEdgeIndex(VectorIndex):
         shutil.rmtree(trash, ignore_errors=True)
 
     def has_collection(self, collection: str) -> bool:
-        if not _NAME.match(collection):
+        if not NAME.match(collection):
             return False
         with self._registry:
             self._check_open()
@@ -252,10 +259,10 @@ class QdrantEdgeIndex(VectorIndex):
     def set_payload(self, collection: str, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
         """Merge `payload` keys into the points among `ids` that exist (others are skipped)."""
         coll = self._get(collection)
-        wanted: list[_EdgeId] = [_to_uuid(i) for i in ids]
+        wanted: list[_EdgeId] = [to_uuid(i) for i in ids]
         if not wanted or not payload:
             return
-        body = _payload_in(payload)
+        body = payload_in(payload)
         with coll.write_lock:
             shard = coll.live()
             # Qdrant rejects the whole call if one id is missing.
@@ -266,7 +273,7 @@ class QdrantEdgeIndex(VectorIndex):
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Remove the points among `ids`; missing ids are not an error."""
         coll = self._get(collection)
-        wanted: list[_EdgeId] = [_to_uuid(i) for i in ids]
+        wanted: list[_EdgeId] = [to_uuid(i) for i in ids]
         if wanted:
             self._apply(
                 coll, [qe.UpdateOperation.delete_points(wanted)], new_points=0, deleted=len(wanted)
@@ -281,12 +288,12 @@ class QdrantEdgeIndex(VectorIndex):
         """The points that exist among `ids`, in the order given (each once). Cosine vectors
         come back unit-length: the engine stores them normalised."""
         coll = self._get(collection)
-        wanted = list(dict.fromkeys(_to_uuid(i) for i in ids))
+        wanted = list(dict.fromkeys(to_uuid(i) for i in ids))
         if not wanted:
             return []
         with coll.reading() as shard:
             records = shard.retrieve(list(wanted), with_payload=True, with_vector=with_vectors)
-        by_id = {_as_uuid(r.id): r for r in records}
+        by_id = {as_uuid(r.id): r for r in records}
         return [_point_out(by_id[u], with_vectors) for u in wanted if u in by_id]
 
     def search(
@@ -311,13 +318,13 @@ class QdrantEdgeIndex(VectorIndex):
         if spec is None:
             raise InvalidInput(
                 f"collection {collection!r} has no vector {vector_name!r} "
-                f"(it has {_describe(coll.meta.vectors)})"
+                f"(it has {describe(coll.meta.vectors)})"
             )
         if offset < 0:
             raise InvalidInput("offset must be >= 0")
         if ef is not None and ef < 1:
             raise InvalidInput("ef must be >= 1")
-        vector = _query_vector(spec, query)
+        vector = query_vector(spec, query)
         if limit <= 0:
             return []
         quantization = None
@@ -339,7 +346,7 @@ class QdrantEdgeIndex(VectorIndex):
             found = shard.query(request)
         return [
             Hit(
-                id=_to_ulid(p.id),
+                id=to_ulid(p.id),
                 score=float(p.score),
                 payload=(p.payload or {}) if with_payload else None,
             )
@@ -370,7 +377,7 @@ class QdrantEdgeIndex(VectorIndex):
             raise InvalidInput("limit must be >= 1")
         coll = self._get(collection)
         request = qe.ScrollRequest(
-            offset=_to_uuid(offset) if offset is not None else None,
+            offset=to_uuid(offset) if offset is not None else None,
             limit=limit,
             filter=_edge_filter(query_filter) if query_filter is not None else None,
             with_payload=True,
@@ -379,7 +386,7 @@ class QdrantEdgeIndex(VectorIndex):
         with coll.reading() as shard:
             records, next_id = shard.scroll(request)
         page = [_point_out(r, with_vectors) for r in records]
-        return page, (_to_ulid(next_id) if next_id is not None else None)
+        return page, (to_ulid(next_id) if next_id is not None else None)
 
     # --- index builds -------------------------------------------------------------
 
@@ -462,7 +469,7 @@ class QdrantEdgeIndex(VectorIndex):
             coll = self._collections.get(collection)
             if coll is not None:
                 return coll
-            if not _NAME.match(collection) or collection in self._dropping:
+            if not NAME.match(collection) or collection in self._dropping:
                 raise CollectionNotFound(f"no collection {collection!r}")
             meta = self._read_meta(collection)
             if meta is None:
@@ -794,25 +801,6 @@ class _ReadGate:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _lock_data_dir(root: Path) -> IO[str]:
-    lock_file = open(root / _LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
-    try:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock_file.seek(0)
-        holder = lock_file.read().strip() or "another process"
-        lock_file.close()
-        raise DataDirLocked(
-            f"the vector data in {root} is in use by {holder}; stop it (e.g. `lookalike serve`) "
-            "or point this command at another data directory"
-        ) from None
-    lock_file.seek(0)
-    lock_file.truncate()
-    lock_file.write(f"pid {os.getpid()}\n")
-    lock_file.flush()
-    return lock_file
-
-
 def _discard(shard: qe.EdgeShard | None, directory: Path | None) -> None:
     """Close a shard nobody uses any more and delete its directory; failures only log."""
     if shard is not None:
@@ -915,93 +903,8 @@ def _edge_config(meta: _Meta, full_scan_points: int) -> qe.EdgeConfig:
 # --- validation and conversion ---------------------------------------------------------------
 
 
-def _check_name(collection: str) -> None:
-    if not _NAME.match(collection):
-        raise InvalidInput(
-            f"collection name {collection!r}: use 1-128 letters, digits, '_', '.' or '-', "
-            "not starting with '.' or '-'"
-        )
-
-
-def _check_specs(vectors: Sequence[VectorSpec]) -> list[VectorSpec]:
-    specs = list(vectors)
-    if not specs:
-        raise InvalidInput("a collection needs at least one named vector")
-    names = [v.name for v in specs]
-    if len(set(names)) != len(names):
-        raise InvalidInput(f"vector names repeat: {names}")
-    for v in specs:
-        if not v.name:
-            raise InvalidInput("a vector needs a non-empty name")
-        if v.dim < 1:
-            raise InvalidInput(f"vector {v.name!r}: dimension must be >= 1, not {v.dim}")
-        if v.distance not in _DISTANCES:
-            raise InvalidInput(f"vector {v.name!r}: unknown distance {v.distance!r}")
-    return specs
-
-
-def _check_settings(settings: IndexSettings) -> None:
-    if settings.hnsw_m < 2 or settings.hnsw_ef_construct < 4:
-        raise InvalidInput("hnsw_m must be >= 2 and hnsw_ef_construct >= 4")
-    if settings.quantization not in ("none", "int8"):
-        raise InvalidInput(f"unknown quantization {settings.quantization!r}")
-    if settings.indexing_threshold < 0:
-        raise InvalidInput("indexing_threshold must be >= 0")
-
-
-def _describe(specs: Sequence[VectorSpec]) -> str:
-    return ", ".join(
-        f"{v.name}: {v.dim}-d {v.distance}{' multivector' if v.multivector else ''}" for v in specs
-    )
-
-
-def _to_uuid(point_id: str) -> uuid.UUID:
-    try:
-        return ULID.from_str(point_id).to_uuid()
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"point id {point_id!r} is not a ULID: {exc}") from None
-
-
-def _as_uuid(point_id: Any) -> uuid.UUID:
-    return point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))
-
-
-def _to_ulid(point_id: Any) -> str:
-    return str(ULID.from_uuid(_as_uuid(point_id)))
-
-
-def _vector_array(spec: VectorSpec, value: Any, what: str) -> NDArray[np.float32]:
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what}: not a numeric vector ({exc})") from None
-    want = f"(n, {spec.dim})" if spec.multivector else f"({spec.dim},)"
-    ok_shape = (
-        array.ndim == 2 and array.shape[0] >= 1 and array.shape[1] == spec.dim
-        if spec.multivector
-        else array.ndim == 1 and array.shape[0] == spec.dim
-    )
-    if not ok_shape:
-        raise DimensionMismatch(
-            f"{what}: vector {spec.name!r} needs shape {want}, got {tuple(array.shape)}; "
-            "was it made by another model?"
-        )
-    if not np.isfinite(array).all():
-        raise InvalidInput(f"{what}: vector {spec.name!r} holds NaN or infinity")
-    return array
-
-
-def _query_vector(spec: VectorSpec, query: Any) -> list[float] | list[list[float]]:
-    array = np.asarray(query, dtype=np.float32)
-    if spec.multivector and array.ndim == 1:
-        array = array[None, :]
-    checked = _vector_array(spec, array, "query")
-    result: list[float] | list[list[float]] = checked.tolist()
-    return result
-
-
 def _edge_point(specs: Mapping[str, VectorSpec], point: Point) -> qe.Point:
-    uid = _to_uuid(point.id)
+    uid = to_uuid(point.id)
     vectors: dict[str, Any] = {}
     for name, value in point.vectors.items():
         spec = specs.get(name)
@@ -1009,43 +912,18 @@ def _edge_point(specs: Mapping[str, VectorSpec], point: Point) -> qe.Point:
             raise InvalidInput(
                 f"point {point.id}: unknown vector {name!r} (the collection has {', '.join(specs)})"
             )
-        vectors[name] = _vector_array(spec, value, f"point {point.id}").tolist()
+        vectors[name] = vector_array(spec, value, f"point {point.id}").tolist()
     try:
-        return qe.Point(uid, vectors, _payload_in(point.payload))
+        return qe.Point(uid, vectors, payload_in(point.payload))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"point {point.id}: payload is not JSON-like: {exc}") from None
-
-
-def _payload_in(value: Any) -> Any:
-    """Payload as the engine takes it: JSON types; datetimes become ISO 8601 strings (UTC 'Z'
-    for aware ones), numpy scalars and arrays plain numbers and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _payload_in(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_payload_in(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return _iso(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _iso(value: dt.datetime) -> str:
-    """RFC 3339 for the engine; a naive datetime is taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _point_out(record: Any, with_vectors: bool) -> Point:
     vectors: dict[str, NDArray[np.float32]] = {}
     if with_vectors and isinstance(record.vector, dict):
         vectors = {name: np.asarray(v, dtype=np.float32) for name, v in record.vector.items()}
-    return Point(id=_to_ulid(record.id), vectors=vectors, payload=dict(record.payload or {}))
+    return Point(id=to_ulid(record.id), vectors=vectors, payload=dict(record.payload or {}))
 
 
 def _edge_filter(query_filter: Filter) -> qe.Filter:
@@ -1077,12 +955,14 @@ def _edge_condition(condition: Condition) -> Any:
         )
     if isinstance(condition, DatetimeRange):
         bounds = {
-            name: _iso(getattr(condition, name)) if getattr(condition, name) is not None else None
+            name: iso_utc(getattr(condition, name))
+            if getattr(condition, name) is not None
+            else None
             for name in ("gte", "gt", "lte", "lt")
         }
         return qe.FieldCondition(condition.key, range=qe.RangeDateTime(**bounds))
     if isinstance(condition, HasId):
-        return qe.HasIdCondition({_to_uuid(i) for i in condition.ids})
+        return qe.HasIdCondition({to_uuid(i) for i in condition.ids})
     if isinstance(condition, IsEmpty):
         return qe.IsEmptyCondition(condition.key)
     raise InvalidInput(f"unsupported filter condition: {condition!r}")
