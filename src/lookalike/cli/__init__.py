@@ -14,7 +14,19 @@ from typing import Annotated
 
 import typer
 
-from lookalike.cli import anomalies, apikeys, dedup, export, ingest, models, search, serve, tokens
+from lookalike.cli import (
+    anomalies,
+    apikeys,
+    dedup,
+    doctor,
+    export,
+    ingest,
+    models,
+    search,
+    serve,
+    tokens,
+    vectors,
+)
 from lookalike.cli.errors import ReportDomainErrors
 
 app = typer.Typer(
@@ -45,6 +57,8 @@ app.command()(anomalies.anomalies)
 app.command()(dedup.dedup)
 app.command()(serve.demo)
 app.command()(ingest.reconcile)
+app.command()(doctor.doctor)
+app.command("migrate-vectors")(vectors.migrate_vectors)
 
 model_app = typer.Typer(help="List, fetch and export embedding models.", no_args_is_help=True)
 model_app.command("list")(models.model_list)

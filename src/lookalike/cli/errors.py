@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from typer.core import TyperGroup
 
@@ -36,6 +37,13 @@ class ReportDomainErrors(TyperGroup):
         except LookalikeError as exc:
             # Messages are plain text: "lookalike[export]" must not be read as markup.
             console.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            # A LOOKALIKE_* variable (or .env line) the settings refuse: name it, not a trace.
+            for error in exc.errors():
+                name = "LOOKALIKE_" + "_".join(str(p) for p in error["loc"]).upper()
+                reason = str(error["msg"]).removeprefix("Value error, ")
+                console.print(f"[red]error:[/red] {escape(name)}: {escape(reason)}", soft_wrap=True)
             raise typer.Exit(2) from None
 
 

@@ -48,6 +48,7 @@ from lookalike.core.errors import (
     Infected,
     LookalikeError,
     NotFound,
+    VectorStoreUnavailable,
     VirusScannerUnavailable,
 )
 from lookalike.core.timing import timed
@@ -228,6 +229,9 @@ class _RecordTargets:
 
 
 _STOP = object()
+# Back-off of the retries of writes the vector store refused while down.
+_OUTAGE_RETRY_FIRST_S = 2.0
+_OUTAGE_RETRY_MAX_S = 60.0
 
 
 class IngestPipeline:
@@ -270,6 +274,12 @@ class IngestPipeline:
         self._touched: set[str] = set()
         self._unpaused = threading.Event()
         self._unpaused.set()
+        # Images whose vectors the vector store refused while it was down (image id ->
+        # collection id): their embed jobs stay queued in the catalog, and a timer re-prepares
+        # them from their stored originals, backing off while the store stays down.
+        self._waiting: dict[str, str] = {}
+        self._retry_delay_s = _OUTAGE_RETRY_FIRST_S
+        self._retry_timer: threading.Timer | None = None
 
     # --- life cycle ---------------------------------------------------------
 
@@ -289,6 +299,10 @@ class IngestPipeline:
         """Finish what is queued, then stop the threads."""
         if self._embed_thread is None:
             return
+        with self._lock:
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
         self.wait_idle()
         self._queue.put(_STOP)
         self._embed_thread.join()
@@ -751,10 +765,14 @@ class IngestPipeline:
                         for i, vec in zip(items, result, strict=True)
                     ],
                 )
+        except VectorStoreUnavailable as exc:
+            self._wait_for_vector_store(items, exc)
+            return
         except Exception as exc:
             log.exception("storing %d vectors failed", len(items))
             self._fail_images(ids, f"storing the vector failed: {exc}")
             return
+        self._retry_delay_s = _OUTAGE_RETRY_FIRST_S
         now = utcnow()
         stages = self.enrichment.stage_names if self.enrichment is not None else []
         with timed("ingest", "catalog_embedded"), self.catalog.engine.begin() as conn:
@@ -806,6 +824,45 @@ class IngestPipeline:
                 .values(status="failed", error=error, updated_at=now)
             )
 
+    # --- vector store outages ------------------------------------------------
+
+    def _wait_for_vector_store(self, items: list[_Prepared], exc: VectorStoreUnavailable) -> None:
+        """The vector store is down: nothing is lost. The images stay pending with their embed
+        jobs queued in the catalog (a restart's `resume` would pick them up), and are retried
+        from their stored originals once the back-off has passed."""
+        ids = [i.image_id for i in items]
+        log.warning("vector store down; %d images wait for it: %s", len(ids), exc)
+        with self.catalog.session() as session:
+            session.execute(
+                update(Image)
+                .where(Image.id.in_(ids))
+                .values(error=f"waiting for the vector store: {exc}")
+            )
+            session.execute(
+                update(Job)
+                .where(Job.image_id.in_(ids), Job.kind == "embed")
+                .values(status="queued", error=str(exc), attempts=Job.attempts + 1)
+            )
+        with self._lock:
+            self._waiting.update((i.image_id, i.collection_id) for i in items)
+            if self._retry_timer is None and self._embed_thread is not None:
+                self._retry_timer = threading.Timer(self._retry_delay_s, self._retry_waiting)
+                self._retry_timer.daemon = True
+                self._retry_timer.start()
+                self._retry_delay_s = min(self._retry_delay_s * 2, _OUTAGE_RETRY_MAX_S)
+
+    def _retry_waiting(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            self._retry_timer = None
+        self._requeue(waiting.items())
+
+    @property
+    def waiting_for_vector_store(self) -> int:
+        """Images stored and embedded once, waiting for the vector store to come back."""
+        with self._lock:
+            return len(self._waiting)
+
     # --- restart ------------------------------------------------------------
 
     def resume(self) -> int:
@@ -816,10 +873,20 @@ class IngestPipeline:
                     Job.kind == "embed", Job.status.in_(("queued", "running"))
                 )
             ).all()
+        count = self._requeue(
+            (image_id, collection_id)
+            for image_id, collection_id in rows
+            if image_id is not None and collection_id is not None
+        )
+        if count:
+            log.info("resumed %d pending images", count)
+        return count
+
+    def _requeue(self, jobs: Iterable[tuple[str, str]]) -> int:
+        """Prepare (image id, collection id) pairs again from their stored originals and queue
+        them for embedding; returns how many were queued."""
         count = 0
-        for image_id, collection_id in rows:
-            if image_id is None or collection_id is None:
-                continue
+        for image_id, collection_id in jobs:
             self._begin()
             try:
                 item = self._reprepare(image_id, collection_id)
@@ -833,8 +900,6 @@ class IngestPipeline:
                 continue
             self._queue.put(item)
             count += 1
-        if count:
-            log.info("resumed %d pending images", count)
         return count
 
     def _reprepare(self, image_id: str, collection_id: str) -> _Prepared | None:

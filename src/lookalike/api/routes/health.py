@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
-from lookalike.api.deps import Runtime
+from lookalike.api.deps import Runtime, get_principal
+from lookalike.composition import Lookalike
+from lookalike.core.errors import LookalikeError
+from lookalike.health import check_stores
 
 router = APIRouter(tags=["health"])
 
@@ -17,25 +21,42 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(rt: Runtime) -> JSONResponse:
-    """Catalog reachable, vector engine open, default model loaded."""
-    checks: dict[str, str] = {}
-    try:
-        rt.catalog.ping()
-        checks["catalog"] = "ok"
-    except Exception as exc:
-        checks["catalog"] = f"error: {exc}"
-    try:
-        rt.vectors.has_collection("__readyz__")
-        checks["vectors"] = "ok"
-    except Exception as exc:
-        checks["vectors"] = f"error: {exc}"
+def readyz(request: Request, rt: Runtime) -> JSONResponse:
+    """Every store this deployment uses answers, and the default model is loaded. Where each
+    store is and what went wrong are told to authenticated callers only (a probe needs the
+    status; the hosts and paths are nobody else's business)."""
+    stores = check_stores(rt.settings, rt.catalog, rt.vectors, rt.blobs)
+    detailed = _authenticated(request, rt)
+    checks = {s.role: s.detail if detailed or s.ok else "error" for s in stores}
     try:
         checks["model"] = rt.models.default().model_id
     except Exception as exc:
-        checks["model"] = f"error: {exc}"
+        checks["model"] = f"error: {exc}" if detailed else "error"
     ready = all(not v.startswith("error") for v in checks.values())
+    shown = [
+        s.as_dict() if detailed else {"role": s.role, "engine": s.engine, "ok": s.ok}
+        for s in stores
+    ]
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {"status": "ready" if ready else "not ready", "checks": checks, "stores": shown},
         status_code=200 if ready else 503,
     )
+
+
+def _authenticated(request: Request, rt: Lookalike) -> bool:
+    if rt.settings.auth == "off":
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    api_key = request.headers.get("x-api-key")
+    try:
+        get_principal(
+            rt,
+            HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+            if credentials
+            else None,
+            api_key,
+        )
+    except LookalikeError:
+        return False
+    return True

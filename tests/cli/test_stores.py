@@ -1,0 +1,79 @@
+"""`lookalike doctor` and `lookalike migrate-vectors`: the stores the settings name, checked and
+moved, through the command line a user types."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+from support import offline_cli_env
+
+
+@pytest.fixture
+def env(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    offline_cli_env(monkeypatch, data, models_dir, NSFW="false")
+    return data
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_doctor_reports_the_embedded_defaults(env: Path) -> None:
+    r = CliRunner().invoke(app, ["doctor", "--json"])
+    assert r.exit_code == 0, r.output
+    stores = {s["role"]: s for s in json.loads(r.stdout)["stores"]}
+    assert set(stores) == {"catalog", "vectors", "blobs"}  # no cache unless configured
+    assert stores["catalog"]["engine"] == "sqlite"
+    assert stores["vectors"]["engine"] == "edge"
+    assert stores["vectors"]["location"] == str(env / "vectors")
+    assert stores["blobs"]["engine"] == "local"
+    assert all(s["ok"] for s in stores.values())
+    table = CliRunner().invoke(app, ["doctor"])
+    assert table.exit_code == 0 and "edge" in table.stdout
+
+
+def test_doctor_names_the_store_that_does_not_answer(env: Path) -> None:
+    port = closed_port()
+    r = CliRunner().invoke(
+        app,
+        ["doctor", "--json"],
+        env={
+            "LOOKALIKE_DATABASE_URL": f"postgresql+psycopg://ann:hunter2@127.0.0.1:{port}/x",
+            "LOOKALIKE_CACHE_URL": f"redis://:hunter3@127.0.0.1:{port}/0",
+        },
+    )
+    assert r.exit_code == 1
+    stores = {s["role"]: s for s in json.loads(r.stdout)["stores"]}
+    assert not stores["catalog"]["ok"] and str(port) in stores["catalog"]["detail"]
+    assert stores["catalog"]["engine"] == "postgresql"
+    assert not stores["cache"]["ok"] and stores["cache"]["engine"] == "redis"
+    assert stores["vectors"]["ok"] and stores["blobs"]["ok"]
+    assert "hunter2" not in r.stdout and "hunter3" not in r.stdout
+
+
+def test_doctor_beside_a_running_server(env: Path, models_dir: Path) -> None:
+    """The embedded engine is held by the server: doctor says so, and is still happy."""
+    from lookalike.composition import Lookalike
+    from support import make_settings
+
+    with Lookalike(make_settings(env, models_dir), start=False):
+        r = CliRunner().invoke(app, ["doctor", "--json"])
+    assert r.exit_code == 0, r.output
+    vectors = next(s for s in json.loads(r.stdout)["stores"] if s["role"] == "vectors")
+    assert vectors["ok"] and vectors["detail"].startswith("in use")
+
+
+def test_bad_engine_names_are_refused(env: Path) -> None:
+    r = CliRunner().invoke(app, ["doctor"], env={"LOOKALIKE_VECTORS": "elastic://x:1"})
+    assert r.exit_code == 2
+    assert "LOOKALIKE_VECTORS: 'elastic://x:1': expected edge, milvus://HOST:PORT" in r.output
+    assert "Traceback" not in r.output
