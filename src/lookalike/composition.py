@@ -26,6 +26,7 @@ from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
 from lookalike.records.service import CollectionCache
 from lookalike.records.thumbnails import ThumbnailStage
+from lookalike.search.cache import with_search_cache
 from lookalike.storage import BlobStore, open_blob_store
 from lookalike.vectors import open_vector_index
 from lookalike.vectors.base import VectorIndex
@@ -51,6 +52,8 @@ class Lookalike:
             self._release_lock()
             raise
         try:
+            # With LOOKALIKE_CACHE_URL, every write to the vectors retires the cached searches.
+            self.vectors = with_search_cache(self.vectors, self.settings)
             self.catalog = Catalog(self.settings.catalog_url)
             self.catalog.migrate()
             self.blobs: BlobStore = open_blob_store(self.settings)

@@ -34,6 +34,9 @@ class StoreCheck:
     ok: bool
     detail: str  # "ok", or what went wrong
     latency_ms: float
+    # False for the search cache: without it searches still work (uncached), so a cache that is
+    # down must not take the server out of service.
+    required: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +85,9 @@ def probe_stores(settings: Settings) -> list[StoreCheck]:
     ]
 
 
-def _check(role: str, engine: str, location: str, probe: Callable[[], object]) -> StoreCheck:
+def _check(
+    role: str, engine: str, location: str, probe: Callable[[], object], *, required: bool = True
+) -> StoreCheck:
     started = time.perf_counter()
     try:
         said = probe()
@@ -90,9 +95,8 @@ def _check(role: str, engine: str, location: str, probe: Callable[[], object]) -
         detail, ok = f"error: {exc}", False
     else:
         detail, ok = (said if isinstance(said, str) else "ok"), True
-    return StoreCheck(
-        role, engine, location, ok, detail, round((time.perf_counter() - started) * 1000, 1)
-    )
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    return StoreCheck(role, engine, location, ok, detail, elapsed_ms, required)
 
 
 def _probe_blobs(blobs: BlobStore) -> None:
@@ -112,7 +116,7 @@ def _cache_checks(settings: Settings) -> list[StoreCheck]:
         finally:
             client.close()
 
-    return [_check("cache", "redis", _hide_password(settings.cache_url), ping)]
+    return [_check("cache", "redis", _hide_password(settings.cache_url), ping, required=False)]
 
 
 def _catalog_where(settings: Settings) -> tuple[str, str]:

@@ -3,6 +3,7 @@ moved, through the command line a user types."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from pathlib import Path
@@ -77,3 +78,35 @@ def test_bad_engine_names_are_refused(env: Path) -> None:
     assert r.exit_code == 2
     assert "LOOKALIKE_VECTORS: 'elastic://x:1': expected edge, milvus://HOST:PORT" in r.output
     assert "Traceback" not in r.output
+
+
+def test_sweep_storage_deletes_only_what_no_image_names(
+    env: Path, photos: dict[str, bytes]
+) -> None:
+    runner = CliRunner()
+    folder = env.parent / "in"
+    folder.mkdir()
+    name, data = next(iter(photos.items()))
+    (folder / f"{name}.jpg").write_bytes(data)
+    r = runner.invoke(app, ["ingest", str(folder), "--collection", "c"])
+    assert r.exit_code == 0, r.output
+
+    from lookalike.storage import LocalBlobStore
+
+    blobs = LocalBlobStore(env / "blobs")
+    original = blobs.key_for(hashlib.sha256(data).hexdigest())
+    assert blobs.exists(original)
+    orphan = blobs.put(b"nobody names these bytes", content_type="application/octet-stream")
+
+    r = runner.invoke(app, ["sweep-storage", "--check", "--grace-hours", "0", "--json"])
+    assert r.exit_code == 1, r.output
+    assert json.loads(r.stdout)["orphan_blobs"] == [orphan]
+    assert blobs.exists(orphan)  # --check deletes nothing
+
+    young = runner.invoke(app, ["sweep-storage", "--json"])  # within the default grace period
+    assert young.exit_code == 0 and json.loads(young.stdout)["orphan_blobs"] == []
+    r = runner.invoke(app, ["sweep-storage", "--grace-hours", "0"])
+    assert r.exit_code == 0, r.output
+    assert "deleted 1 unreferenced blobs" in r.output
+    assert not blobs.exists(orphan)
+    assert blobs.exists(original)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from backends.s3 import SKIP_ENV, SeaweedS3
 from lookalike.api.app import create_app
 from lookalike.catalog import Image
 from lookalike.composition import Lookalike
@@ -24,8 +26,6 @@ from lookalike.records.thumbnails import thumbnail_of
 from lookalike.search import search_similar
 from lookalike.storage import LocalBlobStore, open_blob_store
 from support import free_port, make_settings, settle
-
-from .conftest import SKIP_ENV, SeaweedS3
 
 # Without SKIP_S3_TESTS=1 a missing boto3 is a collection error, never a silent skip.
 if os.environ.get(SKIP_ENV) == "1":
@@ -111,6 +111,67 @@ def test_presigned_put_url_takes_only_the_bytes_it_was_signed_for(store: S3BlobS
     assert store.iter_keys() == [KEY]
     assert store.get(KEY) == DATA
     assert httpx.get(store.presigned_get_url(KEY)).content == DATA
+
+
+def test_download_url_names_the_type_and_the_file(store: S3BlobStore, tmp_path: Path) -> None:
+    store.put(DATA, content_type="application/octet-stream")
+    url = store.download_url(
+        KEY, content_type="image/jpeg", filename='C:\\photos\\"Zoë" 1.jpg', expires_in=60
+    )
+    assert url is not None
+    answer = httpx.get(url)
+    assert answer.status_code == 200 and answer.content == DATA
+    assert answer.headers["content-type"] == "image/jpeg"
+    disposition = answer.headers["content-disposition"]
+    assert disposition.startswith('inline; filename="_Zo__ 1.jpg"')  # no path, no quotes
+    assert "filename*=UTF-8''%22Zo%C3%AB%22%201.jpg" in disposition
+    local = LocalBlobStore(tmp_path)
+    assert local.download_url(KEY, content_type="image/png", filename=None, expires_in=60) is None
+
+
+def test_staging_is_apart_from_the_blobs(store: S3BlobStore, s3_env: SeaweedS3) -> None:
+    staging = store.upload_staging()
+    url, headers = staging.staging_put_url("UPLOAD1", expires_in=60, content_length=len(DATA))
+    assert url.startswith(f"{s3_env.endpoint}/{store.bucket}/{PREFIX}/uploads/UPLOAD1?")
+    assert headers == {}
+    assert httpx.put(url, content=DATA, headers={"Content-Type": "image/png"}).status_code == 200
+    staging.staging_write("UPLOAD1.ticket", b"ticket")
+    assert store.iter_keys() == [] and store.list_blobs() == []
+    assert sorted(o.name for o in staging.staging_list()) == ["UPLOAD1", "UPLOAD1.ticket"]
+    size, body = staging.staging_open("UPLOAD1")
+    with body:
+        assert (size, body.read()) == (len(DATA), DATA)
+    staging.staging_delete(["UPLOAD1", "UPLOAD1.ticket", "absent"])
+    assert staging.staging_list() == []
+    for bad in ("../" + KEY, "a/b", "", ".hidden"):
+        with pytest.raises(NotFound):
+            staging.staging_open(bad)
+        with pytest.raises(NotFound):
+            staging.staging_put_url(bad, expires_in=60)
+
+
+def test_clean_leftovers_aborts_abandoned_multipart_uploads(
+    store: S3BlobStore, s3_env: SeaweedS3
+) -> None:
+    client = s3_env.client()
+    started = client.create_multipart_upload(Bucket=store.bucket, Key=f"{PREFIX}/{KEY}")
+    client.upload_part(
+        Bucket=store.bucket,
+        Key=f"{PREFIX}/{KEY}",
+        UploadId=started["UploadId"],
+        PartNumber=1,
+        Body=b"p" * 1024,
+    )
+
+    def pending() -> list[str]:
+        uploads = client.list_multipart_uploads(Bucket=store.bucket, Prefix=PREFIX)
+        return [u["UploadId"] for u in uploads.get("Uploads", [])]
+
+    assert pending() == [started["UploadId"]]
+    assert store.clean_leftovers(lambda keys: set(), older_than=time.time() - 60) == []
+    found = store.clean_leftovers(lambda keys: set(), older_than=time.time() + 60)
+    assert found == [f"multipart:{PREFIX}/{KEY}"]
+    assert pending() == []
 
 
 def test_an_unreachable_endpoint_is_a_storage_error(s3_env: SeaweedS3, s3_bucket: str) -> None:
@@ -205,13 +266,14 @@ def test_a_runtime_keeps_its_originals_in_the_bucket(
         assert hits[0].image_id == by_name["coffee.png"]
         image = next(i for i in images if i.id == by_name["coffee.png"])
         assert thumbnail_of(rt, image)[:4] == b"RIFF"  # WebP
-        original = client.get(f"/api/images/{image.id}/original")
-        assert original.status_code == 200 and original.content == chosen["coffee"]
+        original = client.get(f"/api/images/{image.id}/original", follow_redirects=False)
+        assert original.status_code == 307  # S3 serves it (tests/api/test_s3_uploads.py)
+        assert httpx.get(original.headers["location"]).content == chosen["coffee"]
         assert client.get(f"/api/images/{image.id}/thumbnail").status_code == 200
 
         # S3 gone: the API answers with the domain error, not a stack trace.
         rt.blobs._client = _client_at(f"http://127.0.0.1:{free_port()}")
-        lost = client.get(f"/api/images/{image.id}/original")
+        lost = client.get(f"/api/images/{image.id}/thumbnail")
         assert lost.status_code == 503
         error = lost.json()["error"]
         assert error["code"] == "blob_store_unavailable"

@@ -9,12 +9,14 @@ app's document, and the API is the only app that documents hand-read bodies.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import aclosing
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from lookalike.core.errors import InvalidInput
 from lookalike.ingest.pipeline import IngestFile
@@ -98,3 +100,24 @@ def split_tags(values: list[str]) -> list[str]:
         else:
             tags.extend(t for t in value.split(","))
     return sorted({t.strip() for t in tags if t.strip()})
+
+
+class _InMemoryMultiPartParser(MultiPartParser):
+    # Starlette spools each file over 1 MiB to a temporary file on disk; 0 never rolls over.
+    # The body is capped by the request size limit and every file is read into memory for
+    # the ingest anyway, so this costs no more memory and keeps originals off the disk.
+    spool_max_size = 0
+
+
+async def read_form_in_memory(request: Request, *, max_files: int, max_fields: int) -> FormData:
+    """The multipart form of `request`, its files held in memory only (the caller closes it):
+    with blobs on S3, no original may touch the API's disk, not even a temporary file."""
+    try:
+        async with aclosing(request.stream()) as stream:
+            parser = _InMemoryMultiPartParser(
+                request.headers, stream, max_files=max_files, max_fields=max_fields
+            )
+            return await parser.parse()
+    except MultiPartException as exc:
+        # What `Request.form` answers.
+        raise HTTPException(status_code=400, detail=exc.message) from None

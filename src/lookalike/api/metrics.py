@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app: HTTP requests, stage timings, ingest, models and vectors.
+"""Prometheus metrics of one app: HTTP requests, stage timings, ingest, models, vectors and the
+search cache.
 
 Each app has its own registry (not prometheus-client's global one), so several apps can live in
 one process (tests) without their series colliding.
@@ -10,12 +11,13 @@ import logging
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
 from lookalike.catalog import Collection
 from lookalike.composition import Lookalike
+from lookalike.search.cache import search_cache_of
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,39 @@ class _RuntimeCollector(Collector):
         )
         yield model
         yield from self._vector_status(rt)
+        yield from self._search_cache(rt)
+
+    @staticmethod
+    def _search_cache(rt: Lookalike) -> Iterator[Metric]:
+        """The search cache's counts, kept by the cache itself (searches run outside any app);
+        no series at all when no cache is configured."""
+        cache = search_cache_of(rt.vectors)
+        if cache is None:
+            return
+        stats = cache.stats()
+        requests = CounterMetricFamily(
+            "lookalike_search_cache_requests",
+            "Searches that asked the search cache: hit, miss, or error (Redis failed or is "
+            "being left alone after a failure; the search ran uncached).",
+            labels=("result",),
+        )
+        for result, count in stats.requests.items():
+            requests.add_metric([result], count)
+        yield requests
+        invalidations = CounterMetricFamily(
+            "lookalike_search_cache_invalidations",
+            "Collection versions bumped after writes to their vectors (each retires the "
+            "collection's cached searches).",
+        )
+        invalidations.add_metric([], stats.invalidations)
+        yield invalidations
+        pending = GaugeMetricFamily(
+            "lookalike_search_cache_pending_invalidations",
+            "Collections whose version bump failed and waits for Redis; their cached searches "
+            "are not read meanwhile.",
+        )
+        pending.add_metric([], stats.pending_invalidations)
+        yield pending
 
     @staticmethod
     def _vector_status(rt: Lookalike) -> Iterator[Metric]:

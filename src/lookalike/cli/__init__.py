@@ -24,6 +24,7 @@ from lookalike.cli import (
     models,
     search,
     serve,
+    storage,
     tokens,
     vectors,
 )
@@ -57,6 +58,7 @@ app.command()(anomalies.anomalies)
 app.command()(dedup.dedup)
 app.command()(serve.demo)
 app.command()(ingest.reconcile)
+app.command("sweep-storage")(storage.sweep_storage)
 app.command()(doctor.doctor)
 app.command("migrate-vectors")(vectors.migrate_vectors)
 

@@ -43,6 +43,7 @@ def migrate_vectors(
     """
     from lookalike.catalog import Catalog, Collection
     from lookalike.ingest.payload import PAYLOAD_INDEXES
+    from lookalike.search.cache import with_search_cache
     from lookalike.vectors import open_vector_index
     from lookalike.vectors.base import IndexSettings
     from lookalike.vectors.migrate import copy_collection
@@ -68,7 +69,10 @@ def migrate_vectors(
     state = {} if restart else _read_state(state_path)
     src = open_vector_index(settings.model_copy(update={"vectors": _checked(source)}))
     try:
-        dst = open_vector_index(settings.model_copy(update={"vectors": _checked(target)}))
+        # Writes through the cache wrapper retire the target's cached searches, if any.
+        dst = with_search_cache(
+            open_vector_index(settings.model_copy(update={"vectors": _checked(target)})), settings
+        )
     except BaseException:
         src.close()
         raise

@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_NAMESPACE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# No "_": engines join namespace and collection with one, and "a_b"+"c" must differ from "a"+"b_c".
+_NAMESPACE = re.compile(r"[a-z][a-z0-9]{0,31}")
 # The web app's bundle: inside the package when a wheel ships one, else `make web`'s output in a
 # source checkout.
 _WEB_BUNDLES = (
@@ -272,7 +273,7 @@ class Settings(BaseSettings):
     @classmethod
     def _namespace(cls, value: str) -> str:
         if not _NAMESPACE.fullmatch(value):
-            raise ValueError(f"{value!r}: use 1-32 lowercase letters, digits and '_'")
+            raise ValueError(f"{value!r}: use 1-32 lowercase letters and digits, from a letter")
         return value
 
     @field_validator("cache_url")

@@ -10,11 +10,18 @@ sha256. What disagrees is reported by image id, and repaired where the catalog s
   ingest pipeline runs from the stored original;
 - a payload that names another record (or owner, tags) is rewritten from the catalog;
 - a missing or damaged original cannot be derived from anything: it is reported only.
+
+`sweep_storage` looks after the blob store as a whole, since blobs are shared by content across
+collections and tenants: it deletes blobs that no image names (once older than a grace period,
+as a writer stores a thumbnail before the row that names it), staged uploads older than an
+upload URL's lifetime, and what interrupted deletes and uploads left behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +30,7 @@ from sqlalchemy import select, update
 from lookalike.catalog import Collection, Image, Job, Record
 from lookalike.core.errors import NotFound
 from lookalike.ingest.payload import image_payload
+from lookalike.ingest.uploads import UPLOAD_TTL_S, sweep_staged_uploads
 from lookalike.records.service import Services
 from lookalike.storage.base import BlobStore
 
@@ -38,6 +46,11 @@ FindingKind = Literal[
 # Payload fields that mirror the record; a difference in any is rewritten from the catalog.
 _RECORD_FIELDS = ("record_id", "owner", "tags")
 _READ_CHUNK = 1 << 20
+# An unreferenced blob younger than this may be a thumbnail or an original whose catalog row is
+# about to be written; an hour is far beyond any ingest, and orphans cost only storage meanwhile.
+BLOB_GRACE_S = 3600.0
+# Keys per IN (...) query: far below every catalog's limit on bound parameters.
+_IN_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -157,3 +170,60 @@ def _check_original(
     if digest.hexdigest() != sha256:
         return "damaged_original", f"the stored original hashes to {digest.hexdigest()}"
     return None
+
+
+@dataclass(frozen=True)
+class StorageSweep:
+    """What `sweep_storage` found (and with `fixed`, deleted): blob keys no image names,
+    staged upload keys, and leftovers of interrupted operations."""
+
+    orphan_blobs: list[str]
+    stale_uploads: list[str]
+    leftovers: list[str]
+    fixed: bool
+
+
+def sweep_storage(
+    rt: Services,
+    *,
+    fix: bool = True,
+    grace_s: float = BLOB_GRACE_S,
+    upload_ttl_s: float = UPLOAD_TTL_S,
+    now: float | None = None,
+) -> StorageSweep:
+    """Find, and with `fix` delete, what the blob store holds that nothing will use again.
+
+    Blobs no image of any collection names are deleted once older than `grace_s` seconds,
+    through `BlobStore.delete_unreferenced`, which asks the catalog again and keeps any blob a
+    concurrent ingest has just claimed. Uploads staged for longer than `upload_ttl_s` after
+    their last write are deleted. Blobs an interrupted delete set aside (more than `grace_s`
+    ago) are put back if referenced, dropped if not.
+    """
+    now = time.time() if now is None else now
+    cutoff = now - grace_s
+    leftovers = rt.blobs.clean_leftovers(
+        lambda keys: _referenced(rt, keys), older_than=cutoff, fix=fix
+    )
+    old = {blob.name for blob in rt.blobs.list_blobs() if blob.modified < cutoff}
+    orphans = sorted(old - _referenced(rt, old))
+    if fix and orphans:
+        orphans = rt.blobs.delete_unreferenced(orphans, lambda keys: _referenced(rt, keys))
+    stale = sweep_staged_uploads(rt.settings, rt.blobs, older_than=now - upload_ttl_s, fix=fix)
+    return StorageSweep(orphan_blobs=orphans, stale_uploads=stale, leftovers=leftovers, fixed=fix)
+
+
+def _referenced(rt: Services, keys: Iterable[str]) -> set[str]:
+    """Those of `keys` that an image names as its original or thumbnail, in any collection."""
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    with rt.catalog.session() as session:
+        for start in range(0, len(wanted), _IN_BATCH):
+            batch = wanted[start : start + _IN_BATCH]
+            members = set(batch)
+            for original, thumbnail in session.execute(
+                select(Image.blob_key, Image.thumbnail_key).where(
+                    Image.blob_key.in_(batch) | Image.thumbnail_key.in_(batch)
+                )
+            ):
+                found.update(k for k in (original, thumbnail) if k in members)
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from lookalike.embedding.crops import crops_vector_name, uses_crops
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.imaging.phash_index import MAX_GATE, candidate_filter, within
 from lookalike.records.service import Services
+from lookalike.search.cache import CacheLookup, SearchKey, search_cache_of
 from lookalike.search.filters import SearchFilters
 from lookalike.search.relevance import QueryKind, relevance_cutoff
 from lookalike.vectors.base import Filter, HasId, Hit
@@ -88,12 +91,35 @@ def search_similar(
             )
         crops_vector = crops_vector_name(collection.vector_name)
     vector_filter = filters.to_vector_filter() if filters else None
+    if text is not None and not text.strip():
+        raise InvalidInput("text_query is empty")
+
+    cache = search_cache_of(rt.vectors)
+    cached: CacheLookup | None = None
+    if cache is not None:
+        key = _cache_key(
+            rt,
+            tenant,
+            collection,
+            image_bytes=image_bytes,
+            image_id=image_id,
+            text=text,
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            filters=filters,
+            include_payload=include_payload,
+            phash_gate=phash_gate,
+            use_crops=use_crops,
+        )
+        with timed("search", "cache"):
+            cached = cache.lookup(key)
+        if cached.hits is not None:
+            return _named_hits(rt, cached.hits, include_payload)
 
     query: NDArray[np.float32]
     query_phash: str | None = None
     if text is not None:
-        if not text.strip():
-            raise InvalidInput("text_query is empty")
         with timed("search", "embed"):
             query = rt.models.query_batcher(collection).embed_text(text)
     elif image_bytes is not None:
@@ -155,6 +181,15 @@ def search_similar(
         hits = [h for h in hits if within((h.payload or {}).get("phash"), query_phash, phash_gate)][
             offset : offset + limit
         ]
+    if cache is not None and cached is not None:
+        with timed("search", "cache"):
+            cache.store(cached, hits if include_payload else _record_ids_only(hits))
+    return _named_hits(rt, hits, include_payload)
+
+
+def _named_hits(rt: Services, hits: list[Hit], include_payload: bool) -> list[SearchHit]:
+    """The engine's hits with their records' names, read now (cached hits too: a renamed record
+    never shows its old name); a hit whose record is gone is left out."""
     with timed("search", "catalog"), rt.catalog.session() as session:
         records = record_summaries(
             session, [str(h.payload["record_id"]) for h in hits if h.payload]
@@ -177,6 +212,64 @@ def search_similar(
             )
         )
     return out
+
+
+def _cache_key(
+    rt: Services,
+    tenant: str,
+    collection: Collection,
+    *,
+    image_bytes: bytes | None,
+    image_id: str | None,
+    text: str | None,
+    limit: int,
+    offset: int,
+    score_threshold: float | None,
+    filters: SearchFilters | None,
+    include_payload: bool,
+    phash_gate: int | None,
+    use_crops: bool,
+) -> SearchKey:
+    """Everything `search_similar`'s ranked hits depend on, besides the collection's data."""
+    if text is not None:
+        query = f"text:{text}"
+    elif image_bytes is not None:
+        # The decode limits decide whether the bytes are searchable at all: a replica with
+        # tighter ones must not be answered from a looser one's entry.
+        s = rt.settings
+        digest = hashlib.sha256(image_bytes).hexdigest()
+        query = f"image:{digest}:{s.max_image_bytes}:{s.max_image_pixels}:{s.max_aspect_ratio}"
+    else:
+        query = f"image_id:{image_id}"
+    canonical = filters.model_dump(mode="json", exclude_defaults=True) if filters else None
+    return SearchKey(
+        tenant=tenant,
+        collection_id=collection.id,
+        model_id=collection.model_id,
+        vector_name=collection.vector_name,
+        query=query,
+        filters=json.dumps(canonical, sort_keys=True, separators=(",", ":")) if canonical else "",
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        phash_gate=phash_gate,
+        use_crops=use_crops,
+        include_payload=include_payload,
+        ef=rt.settings.hnsw_ef,
+    )
+
+
+def _record_ids_only(hits: list[Hit]) -> list[Hit]:
+    """Hits with only the payload field naming their record: all a search without payloads
+    reads back, and a fraction of a cache entry's size."""
+    return [
+        Hit(
+            h.id,
+            h.score,
+            {k: v for k, v in h.payload.items() if k == "record_id"} if h.payload else None,
+        )
+        for h in hits
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lookalike.core.errors import NotFound, StorageError
-from lookalike.storage.base import BlobStore, Referenced
+from lookalike.storage.base import BlobStore, Referenced, StoredObject
 
 __all__ = ["LocalBlobStore"]
 
@@ -138,6 +138,43 @@ class LocalBlobStore(BlobStore):
                     )
         keys.sort()
         return keys
+
+    def list_blobs(self) -> list[StoredObject]:
+        """Every stored blob with its size and modification time, sorted by key."""
+        found: list[StoredObject] = []
+        for key in self.iter_keys():
+            with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                stat = self._path(key).stat()
+                found.append(StoredObject(key, stat.st_size, stat.st_mtime))
+        return found
+
+    def clean_leftovers(
+        self, referenced: Referenced, *, older_than: float, fix: bool = True
+    ) -> list[str]:
+        """Blobs a collector renamed aside (`.doomed-<key>...`) and never came back to: renamed
+        back when still referenced and the blob is not there again, deleted otherwise."""
+        aside: dict[Path, str] = {}
+        for first in _subdirs(self.root):
+            for second in _subdirs(first):
+                with os.scandir(second) as entries:
+                    for entry in entries:
+                        key = entry.name[len(_DOOMED_PREFIX) : len(_DOOMED_PREFIX) + 64]
+                        if not entry.name.startswith(_DOOMED_PREFIX) or not _KEY_RE.fullmatch(key):
+                            continue
+                        with contextlib.suppress(FileNotFoundError):
+                            # A rename keeps the mtime of the blob's write; the ctime is the
+                            # rename's, which is when the collector set it aside.
+                            if entry.stat(follow_symlinks=False).st_ctime < older_than:
+                                aside[Path(entry.path)] = key
+        if fix and aside:
+            revived = referenced(set(aside.values()))
+            for path, key in aside.items():
+                with contextlib.suppress(FileNotFoundError):
+                    if key in revived and not self._path(key).exists():
+                        os.replace(path, self._path(key))
+                    else:
+                        path.unlink()
+        return sorted(str(path.relative_to(self.root)) for path in aside)
 
     def open(self, key: str) -> BinaryIO:
         """The blob's file, opened for binary reading (streams without loading it whole)."""

@@ -3,13 +3,17 @@
 Objects live at `PREFIX/<sha256>` in one flat "folder": S3 has no directories to keep small. An
 S3 PUT is atomic (readers see the old object or the whole new one), which is what the local
 store's temporary file and rename buy, so a put is one upload, and large blobs go up in parts
-through boto3's managed transfer. Every failure to reach or use S3 becomes a `StorageError`
-that names the endpoint and bucket; the callers above never see botocore's exceptions.
+through boto3's managed transfer. Clients upload to `PREFIX/uploads/` through presigned PUT
+URLs (`UploadStaging`) and download originals through presigned GET URLs, so neither the
+bytes of an upload nor those of a download pass through the API's disk. Every failure to reach
+or use S3 becomes a `StorageError` that names the endpoint and bucket; the callers above never
+see botocore's exceptions.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -18,6 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
+from urllib.parse import quote
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -26,19 +31,23 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lookalike.core.errors import BlobStoreUnavailable, Misconfigured, NotFound, StorageError
-from lookalike.storage.base import BlobStore, Referenced
+from lookalike.storage.base import BlobStore, Referenced, StoredObject, UploadStaging
 
 __all__ = ["MULTIPART_THRESHOLD", "S3BlobStore"]
 
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 # Blobs the collector has set aside while it asks the catalog again (see delete_unreferenced).
 _DOOMED = ".doomed/"
+# Objects clients upload directly, until the API ingests them.
+_STAGING = "uploads/"
+_STAGING_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
-class S3BlobStore(BlobStore):
-    """Content-addressed objects under `s3://bucket/prefix/`.
+class S3BlobStore(BlobStore, UploadStaging):
+    """Content-addressed objects under `s3://bucket/prefix/`, and clients' direct uploads under
+    `s3://bucket/prefix/uploads/` until they are ingested.
 
     The bucket must exist: the store never creates one, so a typo in `LOOKALIKE_BLOBS` fails at
     start-up with the bucket's name rather than filling a new, unintended bucket.
@@ -173,6 +182,112 @@ class S3BlobStore(BlobStore):
         keys.sort()
         return keys
 
+    def list_blobs(self) -> list[StoredObject]:
+        """Every stored blob with its size and S3's time of last write, sorted by key."""
+        return sorted(
+            (
+                StoredObject(name, size, modified)
+                for name, size, modified in self._list(self.prefix)
+                if _KEY_RE.fullmatch(name)
+            ),
+            key=lambda blob: blob.name,
+        )
+
+    def clean_leftovers(
+        self, referenced: Referenced, *, older_than: float, fix: bool = True
+    ) -> list[str]:
+        """Blobs set aside under `PREFIX/.doomed/` by a collector that never came back (copied
+        back when still referenced and absent, then dropped), and multipart uploads under the
+        prefix never completed (aborted: S3 keeps, and bills, their parts until then)."""
+        found: list[str] = []
+        with self._errors("clean up after interrupted operations"):
+            aside = {
+                name: name[:64]
+                for name, _, modified in self._list(f"{self.prefix}{_DOOMED}")
+                if modified < older_than and _KEY_RE.fullmatch(name[:64])
+            }
+            found += [f"{_DOOMED}{name}" for name in sorted(aside)]
+            if fix and aside:
+                revived = referenced(set(aside.values()))
+                for name, key in aside.items():
+                    source = f"{self.prefix}{_DOOMED}{name}"
+                    if key in revived and self._head(key) is None:
+                        self._copy(source, self._object(key))
+                    self._client.delete_object(Bucket=self.bucket, Key=source)
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() >= older_than:
+                        continue  # may be a put in progress
+                    found.append(f"multipart:{upload['Key']}")
+                    if fix:
+                        with contextlib.suppress(ClientError):  # completed or aborted meanwhile
+                            self._client.abort_multipart_upload(
+                                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+        return found
+
+    def download_url(
+        self, key: str, *, content_type: str, filename: str | None, expires_in: int
+    ) -> str | None:
+        """A presigned GET that S3 answers with `content_type`, the download name and a
+        year-long private cache lifetime (the bytes under a key never change)."""
+        params = {
+            "Key": self.object_key(key),
+            "ResponseContentType": content_type,
+            "ResponseCacheControl": "private, max-age=31536000, immutable",
+        }
+        if filename:
+            params["ResponseContentDisposition"] = _inline(filename)
+        return self._presign("get_object", params, expires_in)
+
+    def upload_staging(self) -> UploadStaging:
+        return self
+
+    # --- UploadStaging -------------------------------------------------------
+
+    def staging_put_url(
+        self, name: str, *, expires_in: int, content_length: int | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """A presigned PUT to `PREFIX/uploads/<name>`. With `content_length` the signature
+        covers the Content-Length header, which every HTTP client sets from the body, so S3
+        answers any other size with 403 and the client need send no header of its own. The
+        Content-Type is not signed: a browser sends the file's, and the ingest decides the
+        type from the bytes anyway."""
+        params: dict[str, Any] = {"Key": self._staged(name)}
+        if content_length is not None:
+            params["ContentLength"] = content_length
+        return self._presign("put_object", params, expires_in), {}
+
+    def staging_write(self, name: str, data: bytes) -> None:
+        with self._errors(f"write the staged object {name}"):
+            self._client.put_object(Bucket=self.bucket, Key=self._staged(name), Body=data)
+
+    def staging_open(self, name: str) -> tuple[int, BinaryIO]:
+        with self._errors(f"read the staged object {name}"):
+            try:
+                answer = self._client.get_object(Bucket=self.bucket, Key=self._staged(name))
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING:
+                    raise NotFound(f"No staged upload named {name!r}.") from None
+                raise
+        return int(answer["ContentLength"]), cast(BinaryIO, answer["Body"])
+
+    def staging_delete(self, names: Iterable[str]) -> None:
+        with self._errors("delete staged uploads"):
+            for name in names:
+                self._client.delete_object(Bucket=self.bucket, Key=self._staged(name))
+
+    def staging_list(self) -> list[StoredObject]:
+        with self._errors("list staged uploads"):
+            return [
+                StoredObject(name, size, modified)
+                for name, size, modified in self._list(f"{self.prefix}{_STAGING}")
+                if _STAGING_NAME.fullmatch(name)
+            ]
+
     def open(self, key: str) -> BinaryIO:
         """The object's body, streamed from S3 as it is read."""
         if _KEY_RE.fullmatch(key) is None:
@@ -223,7 +338,23 @@ class S3BlobStore(BlobStore):
     def _object(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
-    def _presign(self, method: str, params: dict[str, str], expires_in: int) -> str:
+    def _staged(self, name: str) -> str:
+        if _STAGING_NAME.fullmatch(name) is None:
+            raise NotFound(f"No staged upload named {name[:80]!r}.")
+        return f"{self.prefix}{_STAGING}{name}"
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """(name after `prefix`, size, last write) of the objects right under `prefix`."""
+        with self._errors("list objects"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = str(item["Key"])[len(prefix) :]
+                    yield name, int(item["Size"]), item["LastModified"].timestamp()
+
+    def _presign(self, method: str, params: dict[str, Any], expires_in: int) -> str:
         with self._errors("sign a URL"):
             url = self._client.generate_presigned_url(
                 method, Params={"Bucket": self.bucket, **params}, ExpiresIn=expires_in
@@ -288,6 +419,14 @@ class S3BlobStore(BlobStore):
 
     def _where(self) -> str:
         return self.endpoint_url or "the AWS default endpoint"
+
+
+def _inline(filename: str) -> str:
+    """A Content-Disposition that shows the image and names it `filename` when saved: an ASCII
+    fallback without quotes or controls, and the exact name in RFC 5987 form."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1][:200] or "image"
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _hint(code: str) -> str:

@@ -292,6 +292,8 @@ export interface paths {
         /**
          * Presign
          * @description A signed, expiring URL to PUT one image to; then POST /api/images/ingest with its key.
+         *
+         *     With blobs on S3 the URL is S3's own: the bytes go straight to the bucket.
          */
         post: operations["presign_api_images_presign_post"];
         delete?: never;
@@ -344,7 +346,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read Original */
+        /**
+         * Read Original
+         * @description The original bytes, or with blobs on S3 a redirect to a presigned URL that S3 serves them
+         *     from, as the validated image type and under the uploaded file's name.
+         */
         get: operations["read_original_api_images__image_id__original_get"];
         put?: never;
         post?: never;
@@ -672,7 +678,9 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Catalog reachable, vector engine open, default model loaded.
+         * @description Every store this deployment uses answers, and the default model is loaded. Where each
+         *     store is and what went wrong are told to authenticated callers only (a probe needs the
+         *     status; the hosts and paths are nobody else's business).
          */
         get: operations["readyz_readyz_get"];
         put?: never;
@@ -1409,6 +1417,13 @@ export interface components {
              * Format: date-time
              */
             expires_at: string;
+            /**
+             * Headers
+             * @description Headers to send with the upload, besides its body's.
+             */
+            headers?: {
+                [key: string]: string;
+            };
             /** Key */
             key: string;
             /** Max Bytes */
@@ -1427,6 +1442,11 @@ export interface components {
             collection: string;
             /** Filename */
             filename?: string | null;
+            /**
+             * Size
+             * @description The number of bytes that will be sent. An image over the limit is refused now (413), and the URL then takes exactly this many bytes.
+             */
+            size?: number | null;
         };
         /**
          * RangeBounds
@@ -2490,6 +2510,13 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Blobs on S3: a short-lived presigned URL of the original. */
+            307: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -35,17 +35,26 @@ export function stem(filename: string): string {
   return (dot > 0 ? base.slice(0, dot) : base) || "untitled";
 }
 
-/** PUT `file` to a presigned URL, reporting the fraction sent (fetch cannot report it). */
+/** Where and how the bytes go: the API itself, or (blobs on S3) the bucket, straight. */
+export interface UploadTarget {
+  url: string;
+  method?: string;
+  /** Headers the signature covers; they must be sent as they are. */
+  headers?: Record<string, string>;
+}
+
+/** Send `file` to a presigned URL, reporting the fraction sent (fetch cannot report it). */
 export function putWithProgress(
-  url: string,
+  target: UploadTarget,
   file: Blob,
   onProgress: (fraction: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("PUT", url);
+    xhr.open(target.method ?? "PUT", target.url);
     xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    for (const [name, value] of Object.entries(target.headers ?? {})) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
     };
@@ -94,12 +103,15 @@ export async function uploadImage(
   };
   set({});
   const presigned = await unwrap(
-    api.POST("/api/images/presign", { body: { collection: options.collection, filename: file.name } }),
+    // With the size, an S3 bucket itself refuses a byte more than was announced.
+    api.POST("/api/images/presign", {
+      body: { collection: options.collection, filename: file.name, size: file.size },
+    }),
   );
   if (file.size > presigned.max_bytes) {
     throw new ApiError(413, "too_large", `${file.name} is larger than the ${presigned.max_bytes} bytes allowed`);
   }
-  await putWithProgress(presigned.url, file, (sent) => set({ sent }), options.signal);
+  await putWithProgress(presigned, file, (sent) => set({ sent }), options.signal);
   set({ phase: "ingesting", sent: 1 });
   const result = await unwrap(
     api.POST("/api/images/ingest", {

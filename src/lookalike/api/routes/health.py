@@ -32,9 +32,11 @@ def readyz(request: Request, rt: Runtime) -> JSONResponse:
         checks["model"] = rt.models.default().model_id
     except Exception as exc:
         checks["model"] = f"error: {exc}" if detailed else "error"
-    ready = all(not v.startswith("error") for v in checks.values())
+    ready = all(s.ok for s in stores if s.required) and not checks["model"].startswith("error")
     shown = [
-        s.as_dict() if detailed else {"role": s.role, "engine": s.engine, "ok": s.ok}
+        s.as_dict()
+        if detailed
+        else {"role": s.role, "engine": s.engine, "ok": s.ok, "required": s.required}
         for s in stores
     ]
     return JSONResponse(

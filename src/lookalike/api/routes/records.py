@@ -9,7 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
+from lookalike.api.forms import (
+    FILES_SCHEMA,
+    openapi_body,
+    read_form_in_memory,
+    read_uploads,
+    split_tags,
+)
 from lookalike.api.schemas import (
     MAX_OFFSET,
     IngestResultOut,
@@ -60,7 +66,7 @@ async def create_record(
     """Create a record, with its images in the same multipart request or added later."""
     collection = await run_in_threadpool(svc.find_collection, rt, caller.tenant, collection_id)
     if is_multipart(request):
-        form = await request.form(max_files=256, max_fields=64)
+        form = await read_form_in_memory(request, max_files=256, max_fields=64)
         files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
         if not form.get("name"):
             raise InvalidInput("name: a record needs a name")
@@ -170,7 +176,7 @@ async def add_images(
     record = await run_in_threadpool(svc.find_record, rt, caller.tenant, record_id)
     if not is_multipart(request):
         raise InvalidInput("send the images as multipart/form-data fields named 'images'")
-    form = await request.form(max_files=256, max_fields=64)
+    form = await read_form_in_memory(request, max_files=256, max_fields=64)
     files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
     if not files:
         raise InvalidInput("no files in the 'images' field")

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import FILE_SCHEMA, openapi_body
+from lookalike.api.forms import FILE_SCHEMA, openapi_body, read_form_in_memory
 from lookalike.api.schemas import HitOut, SearchRequest, SearchResponse
 from lookalike.core.errors import InvalidInput
 from lookalike.records.service import find_collection
@@ -41,7 +41,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
     """Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON)."""
     image_bytes: bytes | None = None
     if is_multipart(request):
-        form = await request.form(max_files=1, max_fields=16)
+        form = await read_form_in_memory(request, max_files=1, max_fields=16)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("file: attach the query image as a multipart field named 'file'")

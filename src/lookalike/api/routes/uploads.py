@@ -8,10 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from lookalike.api.deps import Caller, Runtime
-from lookalike.api.forms import FILES_SCHEMA, openapi_body, read_uploads, split_tags
+from lookalike.api.forms import (
+    FILES_SCHEMA,
+    openapi_body,
+    read_form_in_memory,
+    read_uploads,
+    split_tags,
+)
 from lookalike.api.schemas import IngestResultOut, RecordCreate, Strict
 from lookalike.catalog import Collection
 from lookalike.catalog.repository import get_job
@@ -35,6 +41,12 @@ router = APIRouter(tags=["uploads"])
 class PresignRequest(Strict):
     collection: str = Field(description="Collection id or name the upload is for.")
     filename: str | None = Field(default=None, max_length=1024)
+    size: int | None = Field(
+        default=None,
+        ge=1,
+        description="The number of bytes that will be sent. An image over the limit is refused "
+        "now (413), and the URL then takes exactly this many bytes.",
+    )
 
 
 class PresignOut(BaseModel):
@@ -44,6 +56,9 @@ class PresignOut(BaseModel):
     method: str
     expires_at: datetime
     max_bytes: int
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers to send with the upload, besides its body's."
+    )
 
 
 class IngestRequest(Strict):
@@ -71,11 +86,14 @@ class JobOut(BaseModel):
 
 @router.post("/api/images/presign", status_code=status.HTTP_201_CREATED)
 def presign(body: PresignRequest, rt: Runtime, caller: Caller) -> PresignOut:
-    """A signed, expiring URL to PUT one image to; then POST /api/images/ingest with its key."""
+    """A signed, expiring URL to PUT one image to; then POST /api/images/ingest with its key.
+
+    With blobs on S3 the URL is S3's own: the bytes go straight to the bucket."""
     collection = svc.find_collection(rt, caller.tenant, body.collection)
-    return PresignOut.model_validate(
-        presign_upload(rt.settings, caller, collection.id, filename=body.filename)
+    presigned = presign_upload(
+        rt.settings, rt.blobs, caller, collection.id, filename=body.filename, size=body.size
     )
+    return PresignOut.model_validate(presigned)
 
 
 @router.put(
@@ -85,7 +103,7 @@ def presign(body: PresignRequest, rt: Runtime, caller: Caller) -> PresignOut:
 )
 async def upload(token: str, request: Request, rt: Runtime) -> dict[str, str]:
     """The target of a presigned URL: the signature in the path is the authorisation."""
-    key = await receive_upload(rt.settings, token, request.stream())
+    key = await receive_upload(rt.settings, rt.blobs, token, request.stream())
     return {"key": key}
 
 
@@ -103,7 +121,7 @@ def _results(
 def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
     """Ingest an uploaded image. Validation is immediate; embedding runs in the background
     (follow `job_id` at GET /api/jobs/{id})."""
-    staged = take_upload(rt.settings, caller.tenant, body.key)
+    staged = take_upload(rt.settings, rt.blobs, caller.tenant, body.key)
     with rt.catalog.session() as session:
         collection = session.get(Collection, staged.collection_id)
     if collection is None or collection.tenant != caller.tenant:
@@ -126,7 +144,7 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
     (result,) = _results(
         rt, collection, [(target, IngestFile(staged.data, staged.filename, "api"))]
     )
-    discard_upload(rt.settings, body.key)
+    discard_upload(rt.settings, rt.blobs, body.key)
     return IngestResultOut.model_validate(result)
 
 
@@ -147,7 +165,14 @@ async def batch(request: Request, rt: Runtime, caller: Caller) -> list[IngestRes
     """Many images in one request: one record per file (named after it) or one `record_name`."""
     if not is_multipart(request):
         raise InvalidInput("send multipart/form-data with 'collection' and 'images' fields")
-    form = await request.form(max_files=256, max_fields=64)
+    form = await read_form_in_memory(request, max_files=256, max_fields=64)
+    try:
+        return await _batch(form, rt, caller)
+    finally:
+        await form.close()
+
+
+async def _batch(form: FormData, rt: Runtime, caller: Caller) -> list[IngestResultOut]:
     collection_ref = form.get("collection")
     if not isinstance(collection_ref, str) or not collection_ref:
         raise InvalidInput("collection: required")
