@@ -1,4 +1,5 @@
-"""The catalog, the source of truth: collections, records, images, jobs, feedback, API keys."""
+"""The catalog, the source of truth: collections, records, images (and their text), jobs, feedback,
+API keys."""
 
 from lookalike.catalog.db import Catalog
 from lookalike.catalog.models import (
@@ -7,6 +8,7 @@ from lookalike.catalog.models import (
     Feedback,
     Image,
     ImageStage,
+    ImageText,
     Job,
     Record,
     new_id,
@@ -20,6 +22,7 @@ __all__ = [
     "Feedback",
     "Image",
     "ImageStage",
+    "ImageText",
     "Job",
     "Record",
     "new_id",

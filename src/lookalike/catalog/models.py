@@ -142,6 +142,8 @@ class Image(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     source: Mapped[str] = mapped_column(String(16), default="upload")
     filename: Mapped[str | None] = mapped_column(String(1024), default=None)
+    # A page of a document (a PDF): its 1-based number; None for a photo.
+    page: Mapped[int | None] = mapped_column(Integer, default=None)
     blob_key: Mapped[str | None] = mapped_column(String(128), default=None)
     thumbnail_key: Mapped[str | None] = mapped_column(String(128), default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -379,4 +381,23 @@ class ImagePairMatch(Base):
     second_plane: Mapped[float] = mapped_column(Float)
     spread: Mapped[float] = mapped_column(Float)
     same_pixels: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageText(Base):
+    """The words of an image: a PDF page's text layer, or what OCR read. `words` holds each word
+    with its box in the image's pixels, `[x0, y0, x1, y1, text, confidence]`, so that a citation
+    can highlight where its text is. One row per image and source."""
+
+    __tablename__ = "image_text"
+
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)  # text_layer | ocr
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
