@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         default=None,
         description="`redis://HOST:PORT/DB` caches frequent searches; default: no cache.",
     )
+    cache_ttl_s: int = Field(
+        default=300, ge=1, le=86_400, description="How long a cached search result is kept."
+    )
+    cache_max_entry_bytes: int = Field(
+        default=512 * 1024, ge=1024, description="Larger search results are not cached."
+    )
 
     # Models
     model: str = Field(default="clip-vit-b-32-laion2b", description="Model new collections use.")
@@ -215,7 +221,6 @@ class Settings(BaseSettings):
     )
 
     # Vector engine
-    vector_backend: Literal["qdrant-edge"] = "qdrant-edge"
     hnsw_m: int = Field(default=16, ge=4, le=128)
     hnsw_ef_construct: int = Field(default=100, ge=8, le=1024)
     hnsw_ef: int = Field(default=64, ge=1, le=4096, description="Search-time ef.")
@@ -224,6 +229,23 @@ class Settings(BaseSettings):
     indexing_threshold: int = Field(
         default=20_000, ge=0, description="Points before an HNSW index is built (exact scan below)."
     )
+
+    # Documents and image RAG (lookalike.ingest.pdf, lookalike.rag)
+    pdf_dpi: int = Field(
+        default=150, ge=36, le=600, description="Resolution PDF pages are rendered at."
+    )
+    pdf_max_pages: int = Field(default=500, ge=1, description="Longer PDFs are refused.")
+    pdf_max_bytes: int = Field(default=200_000_000, ge=1, description="Larger PDFs are refused.")
+    ocr: Literal["off", "pages", "all"] = Field(
+        default="pages",
+        description="OCR of new collections: `pages` reads document pages without a text "
+        "layer, `all` every image too, `off` nothing (a collection may choose its own).",
+    )
+    ocr_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime threads of OCR.")
+    # Hybrid retrieval: reciprocal rank fusion of the keyword and vector rankings.
+    hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
+    hybrid_keyword_weight: float = Field(default=1.0, ge=0, le=100)
+    hybrid_vector_weight: float = Field(default=1.0, ge=0, le=100)
 
     # Dedup (thresholds are per model and per collection: see quality/dedup.py)
     dedup_neighbours: int = Field(

@@ -490,6 +490,8 @@ def with_search_cache(vectors: VectorIndex, settings: Settings) -> VectorIndex:
         settings.cache_url,
         prefix=f"{settings.redis_key_prefix}search:",
         secret=secret_key(settings),
+        ttl_s=settings.cache_ttl_s,
+        max_entry_bytes=settings.cache_max_entry_bytes,
     )
     return InvalidatingIndex(vectors, cache)
 
