@@ -207,7 +207,15 @@ class StorageError(LookalikeError):
     status = 500
 
 
-class BlobStoreUnavailable(StorageError):
+class StoreUnavailable(StorageError):
+    """A store on another server is down (an outage, not a fault of the request): what waits
+    on it is retried later instead of being counted as failed."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class BlobStoreUnavailable(StoreUnavailable):
     """The blob store (an S3 server) cannot be reached: try again when it is back."""
 
     code = "blob_store_unavailable"
@@ -221,7 +229,7 @@ class Misconfigured(LookalikeError):
     status = 500
 
 
-class VectorStoreUnavailable(StorageError):
+class VectorStoreUnavailable(StoreUnavailable):
     """The vector engine's server (Milvus, Qdrant, PostgreSQL with pgvector) cannot be reached:
     searches fail until it is back; writes wait in the job table and are retried."""
 

@@ -167,6 +167,28 @@ class StageQueue:
                     .values(status=PENDING, error=error[:2000], lease_until=None, updated_at=now)
                 )
 
+    def postpone(self, image_ids: Iterable[str]) -> None:
+        """Hand claims of these images back untried (a store they need is down): the attempt
+        does not count."""
+        ids = list(image_ids)
+        if not ids:
+            return
+        with self.catalog.engine.begin() as conn:
+            conn.execute(
+                update(ImageStage)
+                .where(
+                    ImageStage.claimed_by.like(f"{self.worker}:%"),
+                    ImageStage.status == RUNNING,
+                    ImageStage.image_id.in_(ids),
+                )
+                .values(
+                    status=PENDING,
+                    attempts=ImageStage.attempts - 1,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+            )
+
     def release(self) -> None:
         """Hand this worker's unfinished claims back (a clean stop)."""
         with self.catalog.engine.begin() as conn:

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from lookalike.catalog import Catalog, Collection, Image
 from lookalike.core.config import Settings
+from lookalike.core.errors import StoreUnavailable
 from lookalike.core.timing import timed
 from lookalike.enrichment.queue import Claimed, StageQueue
 from lookalike.imaging import DecodedImage, decode_stored
@@ -33,6 +34,9 @@ from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import VectorIndex
 
 log = logging.getLogger(__name__)
+
+# While a store (vector server, S3) is down, the runner waits this long between tries.
+_OUTAGE_PAUSE_S = 5.0
 
 ENRICH_NICENESS = 15
 
@@ -220,6 +224,11 @@ class EnrichmentRunner:
         for collection_id, group in by_collection.items():
             try:
                 self._run_collection(collection_id, group)
+            except StoreUnavailable as exc:
+                # An outage is nobody's fault: the images wait, their attempts untouched.
+                log.warning("enrichment waits for a store that is down: %s", exc)
+                self.queue.postpone(c.image_id for c in group)
+                self._stop.wait(_OUTAGE_PAUSE_S)
             except Exception as exc:
                 if self._gone(collection_id):
                     continue  # deleted while its batch ran: its stage rows went with it
@@ -273,6 +282,8 @@ class EnrichmentRunner:
                 try:
                     with timed("enrich", stage.name):
                         failed.update(stage.run(batch))
+                except StoreUnavailable:
+                    raise
                 except Exception as exc:
                     if self._gone(collection.id):
                         return
@@ -304,6 +315,8 @@ class EnrichmentRunner:
                 with timed("enrich", "decode"):
                     data = self.blobs.get(image.blob_key or "")
                     item.pixels = decode_stored(data, self.settings, reduce_for=max(wanted))
+            except StoreUnavailable:
+                raise
             except Exception as exc:
                 errors[c.image_id] = f"cannot read the stored original: {exc}"
 
