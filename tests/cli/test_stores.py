@@ -8,8 +8,10 @@ import json
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
+from ulid import ULID
 
 from lookalike.cli import app
 from support import offline_cli_env
@@ -110,3 +112,108 @@ def test_sweep_storage_deletes_only_what_no_image_names(
     assert "deleted 1 unreferenced blobs" in r.output
     assert not blobs.exists(orphan)
     assert blobs.exists(original)
+
+
+def test_migrate_vectors_from_the_embedded_engine_to_pgvector(
+    env: Path, photos: dict[str, bytes], pgvector_server: str
+) -> None:
+    from lookalike.catalog import Catalog, Collection
+    from lookalike.core.config import Settings
+    from lookalike.vectors import open_vector_index
+
+    runner = CliRunner()
+    for collection, names in (("cats", ["chelsea", "coffee", "astronaut"]), ("rest", ["moon"])):
+        folder = env.parent / collection
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.png").write_bytes(photos[name])
+        r = runner.invoke(app, ["ingest", str(folder), "--collection", collection])
+        assert r.exit_code == 0, r.output
+
+    r = runner.invoke(
+        app, ["migrate-vectors", "--from", "edge", "--to", pgvector_server, "--page-size", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "copied 4 points of 2 collections" in r.output
+
+    settings = Settings(data_dir=env, _env_file=None)  # type: ignore[call-arg]
+    source = open_vector_index(settings)
+    target = open_vector_index(settings.model_copy(update={"vectors": pgvector_server}))
+    try:
+        catalog = Catalog(settings.catalog_url)
+        with catalog.session() as session:
+            collections = session.query(Collection).all()
+        catalog.close()
+        assert {c.name for c in collections} == {"cats", "rest"}
+        for coll in collections:
+            assert target.vector_specs(coll.id) == source.vector_specs(coll.id)
+            before = {p.id: p for p in source.iter_points(coll.id, with_vectors=True)}
+            after = {p.id: p for p in target.iter_points(coll.id, with_vectors=True)}
+            assert before.keys() == after.keys()
+            for pid, point in before.items():
+                assert after[pid].payload == point.payload
+                for vname, vector in point.vectors.items():
+                    np.testing.assert_allclose(after[pid].vectors[vname], vector, atol=1e-6)
+    finally:
+        source.close()
+        target.close()
+
+    again = runner.invoke(app, ["migrate-vectors", "--from", "edge", "--to", pgvector_server])
+    assert again.exit_code == 0 and "copied 0 points" in again.output  # resumed: all done
+    fresh = runner.invoke(
+        app, ["migrate-vectors", "--from", "edge", "--to", pgvector_server, "--restart"]
+    )
+    assert fresh.exit_code == 0 and "copied 4 points" in fresh.output  # idempotent upserts
+
+
+def test_copy_collection_resumes_after_an_interruption(tmp_path: Path) -> None:
+    """Interrupted right after a page was written (where a crash or Ctrl-C lands), a copy
+    resumed from the offset it reported ends with every point, none twice."""
+    from lookalike.vectors.base import IndexSettings, Point, VectorSpec
+    from lookalike.vectors.migrate import copy_collection
+    from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
+
+    source, target = QdrantEdgeIndex(tmp_path / "a"), QdrantEdgeIndex(tmp_path / "b")
+    try:
+        source.create_collection("c", [VectorSpec("v", 4)], IndexSettings(), {})
+        rng = np.random.default_rng(0)
+        ids = [str(ULID.from_int((1 << 100) + i)) for i in range(23)]
+        source.upsert(
+            "c",
+            [
+                Point(i, {"v": rng.standard_normal(4).astype(np.float32)}, {"k": n})
+                for n, i in enumerate(ids)
+            ],
+        )
+        offsets: list[str | None] = []
+
+        def crash_after_two(count: int, offset: str | None) -> None:
+            offsets.append(offset)
+            if len(offsets) == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            copy_collection(
+                source,
+                target,
+                "c",
+                settings=IndexSettings(),
+                payload_indexes={},
+                page_size=5,
+                on_page=crash_after_two,
+            )
+        assert target.count("c") == 10
+        rest = copy_collection(
+            source,
+            target,
+            "c",
+            settings=IndexSettings(),
+            payload_indexes={},
+            page_size=5,
+            resume_from=offsets[-1],
+        )
+        assert rest == 13
+        assert sorted(p.id for p in target.iter_points("c")) == ids
+    finally:
+        source.close()
+        target.close()
