@@ -1,4 +1,9 @@
-"""Search benchmark of the embedded vector engine (Qdrant Edge through `QdrantEdgeIndex`).
+"""Search benchmark of the vector engines behind `VectorIndex`, side by side in one run.
+
+`--engine` picks them: `edge` (the embedded Qdrant Edge, default), `milvus` and `pgvector` (a
+Milvus standalone and a PostgreSQL with pgvector started here from the dev extra's wheels, as
+the tests start them), `qdrant-local` (qdrant-client's local mode: the Qdrant-server engine's
+code without a server, which cannot run here), or any LOOKALIKE_VECTORS URL of a running server.
 
 For each dataset (clustered: gaussian clusters on the unit sphere; uniform: uniform on the
 sphere) and each quantization (none, int8) it loads N points with an ingest-like payload
@@ -12,11 +17,17 @@ batch as the ingest pipeline does, and reports:
 
     python bench/search.py                      # 100k x 512-d, both datasets, none and int8
     python bench/search.py --n 20000 --datasets clustered --quantization none
+    python bench/search.py --engine edge,milvus,pgvector,qdrant-local --datasets clustered \
+        --quantization none --queries 100 --rounds 1
+
+A server engine indexes on its own schedule: its "all indexed" time is the inserts plus a
+`build_index(wait=True)`, and there is no search-during-build column for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import statistics
 import sys
@@ -40,9 +51,13 @@ from lookalike.vectors.base import (
     MatchValue,
     PayloadType,
     Point,
+    VectorIndex,
     VectorSpec,
 )
 from lookalike.vectors.qdrant_edge import QdrantEdgeIndex
+
+# The test suite's server launchers (tests/backends) start Milvus and PostgreSQL here too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 COLLECTION = "bench"
 VECTOR = "img"
@@ -123,7 +138,7 @@ def exact_top_k(
 class Probe:
     """Searches at a steady pace from a background thread, noting whether a build was running."""
 
-    index: QdrantEdgeIndex
+    index: VectorIndex
     queries: Matrix
     interval_s: float
     ef: int
@@ -168,7 +183,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def timed_searches(
-    index: QdrantEdgeIndex,
+    index: VectorIndex,
     ids: list[str],
     queries: Matrix,
     truth: list[set[int]],
@@ -214,11 +229,12 @@ def run_one(
     truth: list[set[int]],
     truth_filtered: list[set[int]],
     quantization: str,
+    engine: str,
 ) -> dict[str, str]:
     n = len(data)
     ids = [str(ULID.from_int((1_750_000_000_000 << 80) + i)) for i in range(n)]
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
-        index = QdrantEdgeIndex(Path(tmp))
+        index = open_engine(engine, Path(tmp))
         try:
             index.create_collection(
                 COLLECTION,
@@ -244,7 +260,9 @@ def run_one(
                 probe.follow(index.status(COLLECTION))
             insert_s = time.perf_counter() - started
             deadline = time.monotonic() + args.timeout
-            while True:
+            if engine != "edge":
+                index.build_index(COLLECTION, wait=True)
+            while engine == "edge":
                 status = probe.follow(index.status(COLLECTION))
                 if status.last_build_error:
                     raise SystemExit(f"build failed: {status.last_build_error}")
@@ -258,6 +276,7 @@ def run_one(
                     raise SystemExit("index build did not finish before --timeout")
                 time.sleep(0.05)
             indexed_s = time.perf_counter() - started
+            indexed = index.status(COLLECTION).indexed_vectors
             probe.finish()
             results = {
                 ef: (
@@ -267,9 +286,15 @@ def run_one(
                 for ef in args.ef
             }
         finally:
+            if engine != "edge":
+                index.drop_collection(COLLECTION)  # the server outlives the run
             index.close()
     during = probe.during_build_ms
-    row = {"insert s": f"{insert_s:.1f}", "all indexed s": f"{indexed_s:.1f}"}
+    row = {
+        "insert s": f"{insert_s:.1f}",
+        "all indexed s": f"{indexed_s:.1f}",
+        "indexed vectors": str(indexed),
+    }
     for ef, (plain, filtered) in results.items():
         at = "" if ef == args.ef[0] else f" ef={ef}"
         row |= {
@@ -288,6 +313,43 @@ def run_one(
         "during build max ms": f"{max(during) if during else float('nan'):.1f}",
         "during build searches": str(len(during)),
     }
+
+
+_SERVERS: dict[str, str] = {}
+
+
+def open_engine(engine: str, tmp: Path) -> VectorIndex:
+    """`engine` opened for one run: the embedded one on `tmp`, a server one in namespace
+    "bench" of the server `start_servers` started (or the URL given)."""
+    if engine == "edge":
+        return QdrantEdgeIndex(tmp)
+    if engine == "qdrant-local":
+        from lookalike.vectors.qdrant_server import QdrantServerIndex
+
+        return QdrantServerIndex(path=tmp, namespace="bench")
+    from lookalike.core.config import Settings
+    from lookalike.vectors import open_vector_index
+
+    url = _SERVERS.get(engine, engine)
+    return open_vector_index(Settings(vectors=url, vectors_namespace="bench", _env_file=None))  # type: ignore[call-arg]
+
+
+def start_servers(engines: Sequence[str], root: Path, stack: contextlib.ExitStack) -> None:
+    """Start a local Milvus and/or PostgreSQL with pgvector for the bare names among
+    `engines`, stopped when `stack` closes."""
+    if "milvus" in engines:
+        from backends.milvus import MilvusProcess
+
+        binaries = root / "milvus-binaries"
+        binaries.mkdir()
+        milvus = MilvusProcess(root / "milvus", binaries)
+        milvus.start()
+        stack.callback(milvus.stop)
+        _SERVERS["milvus"] = "milvus://" + milvus.uri.removeprefix("http://")
+    if "pgvector" in engines:
+        from backends.pgvector import private_pgvector_server
+
+        _SERVERS["pgvector"] = stack.enter_context(private_pgvector_server()).dsn
 
 
 def print_table(columns: dict[str, dict[str, str]]) -> None:
@@ -319,6 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the queries")
+    parser.add_argument(
+        "--engine",
+        default="edge",
+        help="comma-separated: edge, milvus, pgvector, qdrant-local, or LOOKALIKE_VECTORS URLs",
+    )
     parser.add_argument("--datasets", default="clustered,uniform")
     parser.add_argument("--quantization", default="none,int8")
     parser.add_argument(
@@ -350,20 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
 
-    columns: dict[str, dict[str, str]] = {}
-    for kind in args.datasets.split(","):
-        data, queries = make_dataset(kind, args.n, args.queries, args.dim, args.spread, args.seed)
-        payloads = make_payloads(args.n, args.seed)
-        mask = np.array([p["owner"] == "owner-3" for p in payloads])
-        truth = exact_top_k(data, queries, 10)
-        truth_filtered = exact_top_k(data, queries, 10, mask)
-        for quantization in args.quantization.split(","):
-            label = f"{kind}/{quantization}"
-            print(f"running {label} (n={args.n}, dim={args.dim}) ...", file=sys.stderr, flush=True)
-            columns[label] = run_one(
-                args, data, queries, payloads, truth, truth_filtered, quantization
-            )
-            print(f"  {columns[label]}", file=sys.stderr, flush=True)
+    engines = args.engine.split(",")
+    with contextlib.ExitStack() as stack:
+        servers = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.data_dir)))
+        start_servers(engines, servers, stack)
+        columns = run_all(args, engines)
     print(
         f"\nn={args.n} dim={args.dim} k=10 ef={','.join(map(str, args.ef))} m={args.m} "
         f"ef_construct={args.ef_construct} filter=owner (~{100 // OWNERS}%) "
@@ -371,6 +429,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_table(columns)
     return 0
+
+
+def run_all(args: argparse.Namespace, engines: Sequence[str]) -> dict[str, dict[str, str]]:
+    columns: dict[str, dict[str, str]] = {}
+    for kind in args.datasets.split(","):
+        data, queries = make_dataset(kind, args.n, args.queries, args.dim, args.spread, args.seed)
+        payloads = make_payloads(args.n, args.seed)
+        mask = np.array([p["owner"] == "owner-3" for p in payloads])
+        truth = exact_top_k(data, queries, 10)
+        truth_filtered = exact_top_k(data, queries, 10, mask)
+        for engine in engines:
+            for quantization in args.quantization.split(","):
+                label = (
+                    f"{engine}/{kind}/{quantization}"
+                    if len(engines) > 1
+                    else f"{kind}/{quantization}"
+                )
+                print(
+                    f"running {label} (n={args.n}, dim={args.dim}) ...", file=sys.stderr, flush=True
+                )
+                columns[label] = run_one(
+                    args, data, queries, payloads, truth, truth_filtered, quantization, engine
+                )
+                print(f"  {columns[label]}", file=sys.stderr, flush=True)
+    return columns
 
 
 if __name__ == "__main__":

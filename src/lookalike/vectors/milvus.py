@@ -41,8 +41,10 @@ similarities (higher is better), euclid the distance (Milvus reports its square)
 `exact=True` scores every row. With `quantization="int8"` the index is IVF_SQ8 (2.3 has no
 quantized HNSW) and the hits are rescored on the original vectors, as Qdrant does.
 
-Consistency: collections are created, and every read is made, with consistency level Strong, so
-a search sees every write acknowledged before it. Milvus 2.3 has no partial update:
+Consistency: every read is made with consistency level Session: it sees every write this
+process made before it (read your writes), without Strong's wait for the next time tick on every
+read (200 ms at Milvus's defaults: most of a search's time); another process's writes show within
+that tick. Milvus 2.3 has no partial update:
 `set_payload` reads the rows and upserts them whole.
 
 Index builds: Milvus indexes sealed segments by itself; rows still in a growing segment are
@@ -125,7 +127,7 @@ _MAX_NAME = 255
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Room for the side collections' "_v<k>" suffix.
 _SUFFIX_ROOM = 8
-_STRONG = "Strong"
+_CONSISTENCY = "Session"
 # Milvus caps limit + offset of a search or query at 16384.
 _TOPK_MAX = 16_384
 _WRITE_CHUNK = 512
@@ -320,7 +322,7 @@ class MilvusIndex(VectorIndex):
                 found = main.query(
                     f"id in {_literal_list(chunk)}",
                     output_fields=["id", "payload", "has_v", "v"],
-                    consistency_level=_STRONG,
+                    consistency_level=_CONSISTENCY,
                     timeout=self._timeout,
                 )
                 rows = []
@@ -683,7 +685,7 @@ class MilvusIndex(VectorIndex):
             base,
             CollectionSchema(fields, description=json.dumps(meta.to_json())),
             using=self._alias,
-            consistency_level=_STRONG,
+            consistency_level=_CONSISTENCY,
             timeout=self._timeout,
         )
         for i, (_, kind) in enumerate(meta.payload_indexes.items()):
@@ -704,7 +706,7 @@ class MilvusIndex(VectorIndex):
             name,
             CollectionSchema(fields, description=f"rows of vector {spec.name!r}"),
             using=self._alias,
-            consistency_level=_STRONG,
+            consistency_level=_CONSISTENCY,
             timeout=self._timeout,
         )
         self._create_index(handle, "doc", {"index_type": "Trie"})
@@ -779,7 +781,7 @@ class MilvusIndex(VectorIndex):
         rows = self._handle(base).query(
             expr or _TRUE,
             output_fields=fields,
-            consistency_level=_STRONG,
+            consistency_level=_CONSISTENCY,
             timeout=self._timeout,
             **({"limit": limit} if limit is not None else {}),
         )
@@ -798,7 +800,7 @@ class MilvusIndex(VectorIndex):
                 for r in side.query(
                     f"doc in {_literal_list(chunk)}",
                     output_fields=["rid", "doc", "v"],
-                    consistency_level=_STRONG,
+                    consistency_level=_CONSISTENCY,
                     timeout=self._timeout,
                 ):
                     grouped.setdefault(r["doc"], []).append((r["rid"], r["v"]))
@@ -832,7 +834,7 @@ class MilvusIndex(VectorIndex):
                 where,
                 output_fields=["id", "v", *outputs],
                 limit=_SCAN_POINTS,
-                consistency_level=_STRONG,
+                consistency_level=_CONSISTENCY,
                 timeout=self._timeout,
             )
             return self._scored_rows(spec, query, rows, with_payload)[:top]
@@ -845,7 +847,7 @@ class MilvusIndex(VectorIndex):
             limit=fetch,
             expr=where,
             output_fields=["v", *outputs] if int8 else outputs,
-            consistency_level=_STRONG,
+            consistency_level=_CONSISTENCY,
             timeout=self._timeout,
         )
         if int8:
@@ -884,7 +886,7 @@ class MilvusIndex(VectorIndex):
         found = handle.query(
             expr,
             output_fields=["count(*)"],
-            consistency_level=_STRONG,
+            consistency_level=_CONSISTENCY,
             timeout=self._timeout,
         )
         return int(found[0]["count(*)"]) if found else 0
@@ -931,7 +933,7 @@ class MilvusIndex(VectorIndex):
                 expr,
                 output_fields=["id"],
                 limit=_MAXSIM_FILTER_IDS + 1,
-                consistency_level=_STRONG,
+                consistency_level=_CONSISTENCY,
                 timeout=self._timeout,
             )
             allowed = {r["id"] for r in matching}
@@ -956,7 +958,7 @@ class MilvusIndex(VectorIndex):
                 limit=per_row,
                 expr=row_expr or None,
                 output_fields=["doc"],
-                consistency_level=_STRONG,
+                consistency_level=_CONSISTENCY,
                 timeout=self._timeout,
             )
             candidates = sorted({str(h.entity.get("doc")) for hits in found for h in hits})
@@ -964,7 +966,7 @@ class MilvusIndex(VectorIndex):
                 for r in side.query(
                     f"doc in {_literal_list(chunk)}",
                     output_fields=["rid", "doc", "v"],
-                    consistency_level=_STRONG,
+                    consistency_level=_CONSISTENCY,
                     timeout=self._timeout,
                 ):
                     rows.setdefault(r["doc"], []).append((r["rid"], r["v"]))
@@ -976,7 +978,7 @@ class MilvusIndex(VectorIndex):
                     for r in self._handle(base).query(
                         f"id in {_literal_list(chunk)} and ({expr})",
                         output_fields=["id"],
-                        consistency_level=_STRONG,
+                        consistency_level=_CONSISTENCY,
                         timeout=self._timeout,
                     )
                 }
@@ -997,7 +999,7 @@ class MilvusIndex(VectorIndex):
                 where or 'rid != ""',
                 output_fields=["rid", "doc", "v"],
                 limit=_READ_CHUNK,
-                consistency_level=_STRONG,
+                consistency_level=_CONSISTENCY,
                 timeout=self._timeout,
             )
             yield from page
