@@ -15,7 +15,7 @@ OUT := $(CURDIR)/test-output
 CHROMIUM := /usr/bin/chromium
 CLAMD := /usr/sbin/clamd
 
-.PHONY: demo test lint typecheck unit bench venv clean web web-check api-types e2e chromium clamav
+.PHONY: demo test lint typecheck unit unit-main unit-milvus bench venv clean web web-check api-types e2e chromium clamav
 
 venv: $(STAMP)
 
@@ -88,8 +88,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The Milvus tests mostly wait on the Milvus server (its collections take seconds to load), so
+# they run beside the rest instead of after it; each half prints when it is done.
 unit: $(STAMP) clamav
-	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -m "not e2e"
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-main unit-milvus
+
+unit-main: $(STAMP)
+	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -p no:cacheprovider -m "not e2e and not milvus"
+
+unit-milvus: $(STAMP)
+	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -p no:cacheprovider -m milvus tests/vectors
 
 test: lint typecheck web-check unit e2e
 

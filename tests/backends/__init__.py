@@ -39,6 +39,8 @@ class Backend:
     locks_data_dir: bool = False
     # Contract tests that do not apply to this engine, with the reason (shown as the skip).
     skips: Mapping[str, str] = field(default_factory=dict)
+    # A pytest marker its tests carry (`milvus`: `make unit` runs them beside the rest).
+    mark: str | None = None
 
     def open(self, root: Path, server_url: str | None = None) -> VectorIndex:
         module, attr = self.factory.split(":")

@@ -33,6 +33,7 @@ VECTOR_BACKEND = Backend(
     "lookalike.vectors.milvus:MilvusIndex",
     {"index": "hnsw", "timeout_s": 30.0},
     server="milvus_server",
+    mark="milvus",
     skips={
         "test_maybe_build_index_after_threshold": (
             "Milvus indexes sealed segments by itself; `maybe_build_index` keeps the "

@@ -26,7 +26,12 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+@pytest.fixture(
+    params=[
+        pytest.param(b, id=b.name, marks=[getattr(pytest.mark, b.mark)] if b.mark else [])
+        for b in BACKENDS
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> Backend:
     chosen: Backend = request.param
     return chosen

@@ -32,6 +32,9 @@ from lookalike.vectors.milvus import MilvusIndex  # after the skip: pymilvus is 
 
 DIM = 16
 
+# `make unit` runs the Milvus tests beside the rest: they mostly wait on the server.
+pytestmark = pytest.mark.milvus
+
 
 # "x.y" escapes to "x_0y", which escapes to "x__0y"; the long ones pass Milvus's 255 characters.
 ODD_NAMES = ["x.y", "x-y", "x_0y", "a" + "." * 127, "a" + "-" * 127]
