@@ -28,7 +28,6 @@ from lookalike.vectors.base import (
     IsEmpty,
     MatchAny,
     MatchValue,
-    PayloadType,
     Point,
     Range,
     VectorSpec,
@@ -36,19 +35,8 @@ from lookalike.vectors.base import (
 from lookalike.vectors.pgvector import PgvectorIndex, _compile
 from support import free_port
 
-from .test_contract import T0, ulids, unit
-
-DIM = 16
-C = "photos"
-MANUAL = IndexSettings(indexing_threshold=10**9)
-INDEXES: dict[str, PayloadType] = {
-    "owner": "keyword",
-    "tags": "keyword",
-    "n": "integer",
-    "quality": "float",
-    "created_at": "datetime",
-    "nsfw": "bool",
-}
+from .test_contract import DIM, MANUAL, T0, C, ulids, unit
+from .test_contract import PAYLOAD_INDEXES as INDEXES
 
 
 @pytest.fixture
