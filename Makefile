@@ -22,7 +22,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3,milvus,pgvector,qdrant,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3,milvus,pgvector,qdrant,redis,documents]'
+	$(BIN)/python -m pip install --quiet --no-deps 'rapidocr-onnxruntime>=1.3,<2'
 	@touch $(STAMP)
 
 # npm ci again only when the lock file changed.

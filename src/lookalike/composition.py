@@ -24,6 +24,7 @@ from lookalike.ingest.prepare import processes_for
 from lookalike.jobs.runner import JobRunner
 from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
+from lookalike.rag.ocr import OcrStage
 from lookalike.records.service import CollectionCache
 from lookalike.records.thumbnails import ThumbnailStage
 from lookalike.search.cache import with_search_cache
@@ -97,6 +98,8 @@ class Lookalike:
             # Anomaly scores: a stage for new images, recomputed in full on a schedule.
             self.anomalies = AnomalyScorer(self.settings, self.catalog, self.vectors)
             self.anomalies.attach(self.enrichment, self.jobs)
+            # Last: the slowest stage, and the only one that reads originals at full size.
+            self.enrichment.register(OcrStage(self.settings, self.catalog, self.blobs))
         except BaseException:
             self.vectors.close()
             self._release_lock()

@@ -81,9 +81,10 @@ def test_record_with_images_then_search(client: TestClient, photos: dict[str, by
         "description",
         "score",
         "payload",
+        "matched",
         "preview_url",
     }
-    assert hits[0]["name"] == "Cat and cup"
+    assert hits[0]["name"] == "Cat and cup" and hits[0]["matched"] == ["vector"]
 
     r = client.post(
         "/api/search/similar",
@@ -141,7 +142,12 @@ def test_adding_images_to_an_existing_record(client: TestClient, photos: dict[st
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"collection": "shop", "text_query": "a cat"}, 422, "text_search_unavailable"),
+        (
+            {"collection": "shop", "text_query": "a cat", "mode": "vector"},
+            422,
+            "text_search_unavailable",
+        ),
+        ({"collection": "shop", "image_id": "x", "mode": "keyword"}, 422, "invalid_input"),
         ({"collection": "shop", "image_id": "01JDZZZZZZZZZZZZZZZZZZZZZZ"}, 404, "image_not_found"),
         ({"collection": "nope", "text_query": "x"}, 404, "collection_not_found"),
         ({"collection": "shop"}, 422, "invalid_input"),

@@ -3,8 +3,10 @@ the dev extra), started once per session on free 127.0.0.1 ports.
 
 The blob-store contract suite (tests/storage), the API's direct uploads (tests/api) and the
 reconciler's storage sweep (tests/ingest) all ask for `s3_env` and `s3_bucket` by name; this
-module is a pytest plugin (see tests/backends/__init__.py). Without the binary the S3 tests
-fail, unless SKIP_S3_TESTS=1 makes them skip.
+module is a pytest plugin (see tests/backends/__init__.py). A test that takes S3 down asks
+for `private_seaweed` instead: a `SeaweedProcess` of its own, to `stop` and `start` again on the
+same directory and ports. Without the binary the S3 tests fail, unless SKIP_S3_TESTS=1 makes
+them skip.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import sysconfig
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ _IDENTITY = {
 }
 
 
-@dataclass(frozen=True)
 class SeaweedS3:
+    """An S3 server the tests talk to: its endpoint, its directory, a client with the keys."""
+
     endpoint: str
     root: Path
 
@@ -117,8 +119,8 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+def _require_binary() -> str:
+    """The `weed` binary and boto3, or the test fails (skips with SKIP_S3_TESTS=1)."""
     binary = _weed()
     if binary is None:
         if os.environ.get(SKIP_ENV) == "1":
@@ -134,65 +136,123 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         if os.environ.get(SKIP_ENV) == "1":
             pytest.skip(f"boto3 is not installed ({SKIP_ENV}=1)")
         pytest.fail("boto3 is not installed: `pip install -e '.[dev]'`", pytrace=False)
-    root = tmp_path_factory.mktemp("seaweedfs")
-    identities = root / "s3.json"
-    identities.write_text(json.dumps({"identities": [_IDENTITY]}))
-    master, volume, filer, s3 = _free_ports(4)
-    command = [
-        binary,
-        "server",
-        f"-dir={root}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={master}",
-        f"-volume.port={volume}",
-        "-filer",
-        f"-filer.port={filer}",
-        "-s3",
-        f"-s3.port={s3}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.localSocket={root / 's3.sock'}",
-        f"-s3.config={identities}",
-    ]
-    out = root / "weed.log"
-    with out.open("wb") as sink:
-        # TMPDIR: its log files go to the temporary directory.
-        proc = subprocess.Popen(
-            command,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env={**os.environ, "TMPDIR": str(root)},
-        )
-    endpoint = f"http://127.0.0.1:{s3}"
-    try:
-        wait_until(lambda: proc.poll() is not None or _answers(endpoint), timeout=60)
-        if not _answers(endpoint):
+    return binary
+
+
+class SeaweedProcess(SeaweedS3):
+    """One SeaweedFS server (master, volume, filer, S3 gateway) in `root`; `start` and `stop`
+    may repeat, on the same directory and ports, so a restarted server is the same endpoint
+    with the same buckets and objects."""
+
+    def __init__(self, binary: str, root: Path) -> None:
+        self.root = root
+        self._binary = binary
+        self._ports = _free_ports(4)
+        self.endpoint = f"http://127.0.0.1:{self._ports[3]}"
+        self.log = root / "weed.log"
+        self._identities = root / "s3.json"
+        self._identities.write_text(json.dumps({"identities": [_IDENTITY]}))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        master, volume, filer, s3 = self._ports
+        root = self.root
+        command = [
+            self._binary,
+            "server",
+            f"-dir={root}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            "-filer",
+            f"-filer.port={filer}",
+            "-s3",
+            f"-s3.port={s3}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-filer.localSocket={root / 'filer.sock'}",
+            f"-s3.localSocket={root / 's3.sock'}",
+            f"-s3.config={self._identities}",
+        ]
+        self._remove_sockets()  # a hard stop leaves them, and they would block the ports
+        with self.log.open("ab") as sink:
+            # TMPDIR: its log files go to the temporary directory.
+            proc = subprocess.Popen(
+                command,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env={**os.environ, "TMPDIR": str(root)},
+            )
+        self._process = proc
+        wait_until(lambda: proc.poll() is not None or _answers(self.endpoint), timeout=60)
+        if not _answers(self.endpoint):
+            self.stop()
             pytest.fail(
-                f"SeaweedFS's S3 gateway did not answer at {endpoint} "
-                f"(exit status {proc.poll()}):\n{out.read_text()[-4000:]}",
+                f"SeaweedFS's S3 gateway did not answer at {self.endpoint} "
+                f"(exit status {proc.poll()}):\n{self.log.read_text()[-4000:]}",
                 pytrace=False,
             )
-        yield SeaweedS3(endpoint=endpoint, root=root)
-    finally:
-        # Its graceful stop waits on retries of deletions: nothing here needs to outlive it.
-        stop_process(proc, timeout=2)
+
+    def stop(self) -> None:
+        """Gone at once, as in an outage: its graceful stop waits on retries of deletions."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        stop_process(process, timeout=2)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
         # Its gRPC sockets are always made in /tmp, and stay after a hard stop.
-        for port in (master, volume, filer, s3):
+        for port in self._ports:
             for role in ("master", "volume", "filer", "s3"):
                 Path(f"/tmp/seaweedfs-{role}-grpc-{port + 10000}.sock").unlink(missing_ok=True)
 
 
-@pytest.fixture
-def s3_env(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
+@contextmanager
+def _running(root: Path) -> Iterator[SeaweedProcess]:
+    server = SeaweedProcess(_require_binary(), root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The standard AWS variables boto3 reads, set to the test server's keys."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    with _running(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def private_seaweed(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SeaweedProcess]:
+    """A server of the test's own, to stop and start again (the AWS variables set as with
+    `s3_env`); stopped at the end. Costs a server start (a few seconds): use `s3_env` unless
+    the test takes the server down."""
+    with _running(tmp_path_factory.mktemp("seaweedfs-private")) as server:
+        _aws_env(monkeypatch)
+        yield server
+
+
+@pytest.fixture
+def s3_env(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
+    """The standard AWS variables boto3 reads, set to the test server's keys."""
+    _aws_env(monkeypatch)
     return seaweed
 
 

@@ -58,6 +58,7 @@ def test_ingest_then_search(env: Path, tmp_path: Path, photos: dict[str, bytes])
         "description",
         "score",
         "payload",
+        "matched",
         "preview_url",
     }
 
@@ -66,8 +67,13 @@ def test_ingest_then_search(env: Path, tmp_path: Path, photos: dict[str, bytes])
     )
     assert hits[0]["image_id"] not in [h["image_id"] for h in json.loads(r.stdout)["hits"]]
 
-    r = runner.invoke(app, ["search", "--text", "a cat", "--collection", "pics"])
+    r = runner.invoke(
+        app, ["search", "--text", "a cat", "--collection", "pics", "--mode", "vector"]
+    )
     assert r.exit_code == 2 and "text" in r.output
+    # Hybrid, the default, answers by keyword where the model embeds images only, and says so.
+    r = runner.invoke(app, ["search", "--text", "a cat", "--collection", "pics"])
+    assert r.exit_code == 0 and "images only" in " ".join(r.output.split())
 
     r = runner.invoke(app, ["search", "--text", "a cat", "--collection", "missing"])
     assert r.exit_code == 2 and "missing" in r.output

@@ -84,7 +84,8 @@ def test_text_search_on_an_image_only_model_names_the_extra_to_install(
     image = tmp_path / "coffee.png"
     image.write_bytes(photos["coffee"])
     assert runner.invoke(app, ["ingest", str(image), "--collection", "c"]).exit_code == 0
-    r = runner.invoke(app, ["search", "--text", "a cup", "--collection", "c"], env=NARROW)
+    query = ["search", "--text", "a cup", "--collection", "c", "--mode", "vector"]
+    r = runner.invoke(app, query, env=NARROW)
     assert r.exit_code == 2
     message = " ".join(r.output.split())
     assert "lookalike[export]" in message  # not eaten as rich markup

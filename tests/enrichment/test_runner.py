@@ -28,7 +28,9 @@ from lookalike.records.service import create_collection
 from lookalike.records.thumbnails import thumbnail_of
 from support import make_settings
 
-STAGES = ["thumbnail", "quality", "nsfw", "duplicate", "anomaly"]
+STAGES = ["thumbnail", "quality", "nsfw", "duplicate", "anomaly", "ocr"]
+# What a photo's stages end as: OCR reads only documents' pages unless a collection asks for all.
+FINISHED = {**dict.fromkeys(STAGES, "done"), "ocr": "skipped"}
 
 
 def ingest(rt: Lookalike, collection: Collection, files: Mapping[str, bytes]) -> dict[str, str]:
@@ -77,7 +79,7 @@ def test_searchable_first_then_every_stage(
             pass
         images = images_by_id(rt)
         for image_id, image in images.items():
-            assert rt.enrichment.queue.of_image(image_id) == dict.fromkeys(STAGES, "done")
+            assert rt.enrichment.queue.of_image(image_id) == FINISHED
             assert image.thumbnail_key and rt.blobs.exists(image.thumbnail_key)
             assert image.quality_score is not None and 0 <= image.quality_score <= 1
             assert image.nsfw_score is not None and 0 <= image.nsfw_score <= 1
@@ -133,8 +135,10 @@ def test_one_images_failure_is_its_own_and_is_retried(
         states = {n: rt.enrichment.queue.of_image(i) for n, i in ids.items()}
         assert states["rocket"]["breaks"] == "failed"
         assert states["coffee"]["breaks"] == states["camera"]["breaks"] == "done"
-        # The other stages of the failing image went on.
-        assert {v for k, v in states["rocket"].items() if k != "breaks"} == {"done"}
+        # The other stages of the failing image went on (OCR: a photo, with collections reading
+        # only documents' pages by default, has nothing to read).
+        assert {v for k, v in states["rocket"].items() if k not in ("breaks", "ocr")} == {"done"}
+        assert states["rocket"]["ocr"] == "skipped"
 
 
 def test_a_thumbnail_is_made_on_first_request_and_kept(
@@ -245,7 +249,7 @@ def test_a_process_killed_between_the_two_paths_leaves_work_a_restart_finishes(
         images = images_by_id(rt)
         assert len(images) == len(photos)
         for image_id, image in images.items():
-            assert rt.enrichment.queue.of_image(image_id) == dict.fromkeys(STAGES, "done")
+            assert rt.enrichment.queue.of_image(image_id) == FINISHED
             assert image.thumbnail_key is not None and image.quality_score is not None
             assert image.nsfw_score is not None and image.anomaly_dnn is not None
 

@@ -93,6 +93,12 @@ class CollectionCreate(Strict):
         "showing part of an image finds it (search with use_crops); about 7x the embedding work "
         "at ingest. Fixed at creation.",
     )
+    ocr: Literal["off", "pages", "all"] | None = Field(
+        default=None,
+        description="Read text in images with OCR after they are searchable: `pages` for PDF "
+        "pages without a text layer, `all` for every image too, `off` for none. Default: the "
+        "server's LOOKALIKE_OCR.",
+    )
 
 
 class DedupThresholdsIn(Strict):
@@ -201,6 +207,9 @@ class ImageOut(BaseModel):
     bytes: int
     source: str
     filename: str | None
+    page: int | None = Field(
+        default=None, description="The 1-based page of the record's PDF this image is, if any."
+    )
     status: str
     error: str | None
     quality_score: float | None
@@ -364,6 +373,20 @@ class SearchRequest(Strict):
         "(`cutoff` in the answer), which are hidden by default. A score_threshold of your own "
         "replaces the cut-off.",
     )
+    mode: Literal["vector", "keyword", "hybrid"] | None = Field(
+        default=None,
+        description="How a text_query is matched: `vector` (the model's text embedding), "
+        "`keyword` (full text of names, descriptions, tags and page text) or `hybrid` (both, "
+        "fused by reciprocal rank; the default). With a model that embeds images only, "
+        "`hybrid` and `keyword` answer by keyword (`mode` in the answer says so). Not for an "
+        "image query.",
+    )
+
+    @model_validator(mode="after")
+    def _mode_is_for_text(self) -> SearchRequest:
+        if self.mode is not None and self.text_query is None:
+            raise ValueError("mode applies to text_query only; an image query is matched by vector")
+        return self
 
 
 class HitOut(WithPreview):
@@ -372,8 +395,14 @@ class HitOut(WithPreview):
     record_id: str
     name: str
     description: str
-    score: float
+    score: float = Field(
+        description="Cosine similarity in vector mode; in keyword and hybrid mode the "
+        "reciprocal-rank-fusion score, which orders one answer and means nothing across answers."
+    )
     payload: dict[str, Any] | None
+    matched: list[Literal["keyword", "vector"]] = Field(
+        default_factory=list, description="Which sides found this hit."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -398,7 +427,16 @@ class SearchResponse(BaseModel):
         "of the collection have none yet (enrichment pending or failed, or scoring off). A "
         "condition on a score leaves such images out.",
     )
-    notes: list[str] = Field(default_factory=list, description="`unscored` in words.")
+    mode: Literal["vector", "keyword", "hybrid"] = Field(
+        default="vector",
+        description="How the query was matched: `keyword` where a text asked for in hybrid mode "
+        "was matched by keyword alone, because the collection's model embeds images only.",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What to know of this answer, in words: `unscored`, a text matched by "
+        "keyword alone.",
+    )
 
 
 # --- feedback ----------------------------------------------------------------

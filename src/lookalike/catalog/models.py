@@ -114,7 +114,8 @@ class Record(Base):
         back_populates="record",
         cascade="all, delete-orphan",
         passive_deletes=True,
-        order_by="Image.id",
+        # A document's pages in page order (photos have no page: then by id, upload order).
+        order_by="(Image.page, Image.id)",
     )
 
 

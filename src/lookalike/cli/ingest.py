@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Image files or directories (recursive).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files, PDFs or directories (recursive).")
+    ],
     collection: CollectionOpt,
     record: Annotated[
         str | None, typer.Option("--record", help="Put all files into one record with this name.")
@@ -52,18 +54,26 @@ def ingest(
 ) -> None:
     """Add images; creates the collection if needed; one record per file unless --record.
 
+    A PDF becomes one record of its own (named after the file), with an image per page and
+    each page's text; --record gathers the images only.
+
     Returns once every image is searchable. Enrichment (thumbnail, quality and NSFW scores,
     duplicate verdict, anomaly scores) runs after that, in the background of this command and
     of a running server; the command says how much is still queued, and --wait waits for it.
     """
     from lookalike.dedup.verdicts import with_verdicts
+    from lookalike.ingest.pdf import count_pages, is_pdf_path
     from lookalike.ingest.pipeline import iter_image_files
     from lookalike.records.service import get_or_create_collection
 
     settings = load_settings(data_dir)
     with open_runtime(settings) as rt:
         coll = get_or_create_collection(rt, tenant, collection)
-        total = len(list(iter_image_files(paths)))
+        found = list(iter_image_files(paths))
+        # A PDF counts its pages (one when it cannot be opened: it is one rejection).
+        documents = [p for p in found if is_pdf_path(p)]
+        total = len(found) - len(documents)
+        total += sum(count_pages(p, settings) or 1 for p in documents)
         counts: Counter[str] = Counter()
         rejected: list[tuple[str, str]] = []
         started = time.monotonic()
@@ -92,9 +102,16 @@ def ingest(
             json.dumps({"results": [asdict(r) for r in results], "enrichment_queued": queued})
         )
     else:
+        pages = sum(1 for r in results if "#page=" in (r.filename or ""))
+        of_documents = (
+            f" ({pages} page{'s' if pages != 1 else ''} of {len(documents)} "
+            f"document{'s' if len(documents) != 1 else ''})"
+            if documents
+            else ""
+        )
         console.print(
             f"added {counts['added']}, skipped as duplicate {counts['duplicate']}, "
-            f"rejected {counts['rejected']} in {elapsed:.1f} s; all searchable"
+            f"rejected {counts['rejected']}{of_documents} in {elapsed:.1f} s; all searchable"
         )
         for name, reason in rejected:
             console.print(f"  [yellow]rejected[/yellow] {escape(name)}: {escape(reason)}")

@@ -235,7 +235,8 @@ class Settings(BaseSettings):
         default=150, ge=36, le=600, description="Resolution PDF pages are rendered at."
     )
     pdf_max_pages: int = Field(default=500, ge=1, description="Longer PDFs are refused.")
-    pdf_max_bytes: int = Field(default=200_000_000, ge=1, description="Larger PDFs are refused.")
+    # No more than LOOKALIKE_MAX_REQUEST_BYTES, which bounds a PDF uploaded to the API.
+    pdf_max_bytes: int = Field(default=100_000_000, ge=1, description="Larger PDFs are refused.")
     ocr: Literal["off", "pages", "all"] = Field(
         default="pages",
         description="OCR of new collections: `pages` reads document pages without a text "

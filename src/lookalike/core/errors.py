@@ -235,3 +235,21 @@ class VectorStoreUnavailable(StoreUnavailable):
 
     code = "vector_store_unavailable"
     status = 503
+
+
+# --- documents (appended with lookalike.ingest.pdf) -------------------------
+
+
+class InvalidDocument(InvalidInput):
+    """A PDF that cannot be ingested: protected by a password, damaged, without pages, or with
+    more pages than `LOOKALIKE_PDF_MAX_PAGES`. Nothing of it is stored."""
+
+    code = "invalid_document"
+    status = 422
+
+
+class DocumentTooLarge(InvalidDocument):
+    """A PDF over `LOOKALIKE_PDF_MAX_BYTES`."""
+
+    code = "document_too_large"
+    status = 413

@@ -28,9 +28,17 @@ PAYLOAD_INDEXES: dict[str, PayloadType] = {
 
 
 def image_payload(collection: Collection, record: Record, image: Image) -> dict[str, Any]:
+    """The payload of `image`'s point; a document's page also carries `page` (1-based) and
+    `page_count`, the latter from the record (`extra["page_count"]`)."""
     created = image.created_at
     chunks = phash_chunks(image.phash) if image.phash else {}
+    pages = (
+        {"page": image.page, "page_count": (record.extra or {}).get("page_count")}
+        if image.page is not None
+        else {}
+    )
     return {
+        **pages,
         **chunks,
         "collection_id": collection.id,
         "record_id": record.id,

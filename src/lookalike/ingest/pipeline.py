@@ -39,10 +39,12 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.catalog import Catalog, Collection, Image, ImageStage, Job, Record, new_id, utcnow
+from lookalike.catalog.models import ImageText
 from lookalike.catalog.record_fields import check_record_fields
 from lookalike.catalog.repository import find_image_by_sha256
 from lookalike.core.config import Settings
 from lookalike.core.errors import (
+    BlobStoreUnavailable,
     Busy,
     ImageTooLarge,
     Infected,
@@ -58,6 +60,7 @@ from lookalike.enrichment.queue import StageQueue
 from lookalike.enrichment.runner import EnrichmentRunner
 from lookalike.imaging import sha256_hex
 from lookalike.ingest.payload import image_payload
+from lookalike.ingest.pdf import PageText, PdfDocument, is_pdf_path, open_pdf
 from lookalike.ingest.prepare import (
     DecodeLimits,
     Prepared,
@@ -74,6 +77,8 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff"}
 )
+# Documents: each becomes one record with an image per page (`add_document`).
+DOCUMENT_SUFFIXES = frozenset({".pdf"})
 
 EmbedderFor = Callable[[Collection], Embedder]
 PREPARE_NICENESS = 10
@@ -86,6 +91,9 @@ class IngestFile:
     data: bytes
     filename: str | None = None
     source: str = "upload"
+    # A page of a document: its 1-based number and its text layer (stored with the image row).
+    page: int | None = None
+    page_text: PageText | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,7 @@ class IngestResult:
 
 # Rejections that say nothing about the file, only that the service cannot take files now.
 _UNAVAILABLE: dict[str, type[LookalikeError]] = {
+    BlobStoreUnavailable.code: BlobStoreUnavailable,
     Busy.code: Busy,
     VirusScannerUnavailable.code: VirusScannerUnavailable,
 }
@@ -200,13 +209,13 @@ class _RecordTargets:
         record_id = target if isinstance(target, str) else self._created.get(target.key)
         if record_id is not None:
             found = conn.execute(
-                select(Record.id, Record.owner, Record.tags).where(
+                select(Record.id, Record.owner, Record.tags, Record.extra.label("extra")).where(
                     Record.id == record_id, Record.collection_id == collection.id
                 )
             ).first()
             if found is None:
                 raise NotFound(f"no record {record_id!r} in collection {collection.name!r}")
-            return {"id": found.id, "owner": found.owner, "tags": found.tags}
+            return {"id": found.id, "owner": found.owner, "tags": found.tags, "extra": found.extra}
         assert isinstance(target, NewRecord)
         now = utcnow()
         values = {
@@ -226,6 +235,20 @@ class _RecordTargets:
     def created(self, target: RecordTarget, record_id: str) -> None:
         if isinstance(target, NewRecord):
             self._created.setdefault(target.key, record_id)
+
+    def discard(self, conn: Connection, target: RecordTarget, record_id: str) -> bool:
+        """Delete the record `target` made, if it holds no image (its only one was taken back);
+        True if so, and then call `forget`. Call under `lock`."""
+        if not isinstance(target, NewRecord) or self._created.get(target.key) != record_id:
+            return False  # an existing record, or not one this call made
+        if conn.execute(select(Image.id).where(Image.record_id == record_id).limit(1)).first():
+            return False
+        conn.execute(delete(Record).where(Record.id == record_id))
+        return True
+
+    def forget(self, target: RecordTarget) -> None:
+        if isinstance(target, NewRecord):
+            self._created.pop(target.key, None)
 
 
 _STOP = object()
@@ -383,13 +406,15 @@ class IngestPipeline:
         futures: list[Future[tuple[IngestResult, _Prepared | None]]] = []
         window = max(2, self.settings.ingest_workers * 2)
         results: list[IngestResult] = []
-        prepared: list[_Prepared] = []
+        # Only the items' events: an item holds its model input until it is written, and a
+        # long stream (a 300-page PDF) must not keep every one of them alive to the end.
+        prepared: list[threading.Event] = []
 
         def collect(fut: Future[tuple[IngestResult, _Prepared | None]]) -> None:
             result, item = fut.result()
             results.append(result)
             if item is not None:
-                prepared.append(item)
+                prepared.append(item.done)
             if on_result is not None:
                 on_result(result)
 
@@ -415,8 +440,77 @@ class IngestPipeline:
         for fut in futures:
             collect(fut)
         if wait:
-            for item in prepared:
-                item.done.wait()
+            for done in prepared:
+                done.wait()
+        return results
+
+    def add_document(
+        self,
+        collection: Collection,
+        record: NewRecord,
+        document: PdfDocument,
+        *,
+        source: str = "upload",
+        wait: bool = False,
+        on_result: Callable[[IngestResult], None] | None = None,
+        block: bool = True,
+    ) -> list[IngestResult]:
+        """Ingest an opened PDF (`ingest.pdf.open_pdf`) as one new record, an image per page;
+        closes it. Results come in page order, one per page.
+
+        The record gets `page_count` and the document's metadata (`document`) beside the
+        caller's own in its `extra`. A page whose rendering is stored already (a blank page, a
+        cover shared with another document) is reported `duplicate` and stays that image: the
+        record lists such pages in `extra["duplicate_pages"]` (page -> image id), so the
+        document is still whole. When every page is stored already, no record is made.
+        """
+        with document:
+            target = replace(
+                record,
+                extra={
+                    **record.extra,
+                    "page_count": document.page_count,
+                    "document": {"filename": document.name, **document.metadata},
+                },
+            )
+            check_record_fields(
+                name=target.name,
+                description=target.description,
+                owner=target.owner,
+                tags=target.tags,
+                metadata=target.extra,
+            )
+
+            def pages() -> Iterable[tuple[RecordTarget, IngestFile]]:
+                # Rendered as the pipeline's look-ahead asks for them, not all at once.
+                for page in document.pages():
+                    yield (
+                        target,
+                        IngestFile(
+                            page.data,
+                            filename=f"{document.name}#page={page.number}",
+                            source=source,
+                            page=page.number,
+                            page_text=page.text,
+                        ),
+                    )
+
+            if not block and self._queue.full():
+                raise Busy("the ingest queue is full; retry later", retry_after_s=5)
+            # Refused up front or not at all: pages outrun the model, so a document waits for
+            # room in the queue rather than losing its later pages to a full one.
+            results = self.add_many(collection, pages(), wait=wait, on_result=on_result)
+        record_id = next((r.record_id for r in results if r.status == "added"), None)
+        duplicates = {
+            str(page): r.image_id
+            for page, r in enumerate(results, start=1)
+            if r.status == "duplicate" and r.image_id is not None
+        }
+        if record_id is not None and duplicates:
+            with self.catalog.session() as session:
+                row = session.get(Record, record_id)
+                if row is not None:
+                    row.extra = {**row.extra, "duplicate_pages": duplicates}
         return results
 
     def add_paths(
@@ -432,8 +526,10 @@ class IngestPipeline:
         on_result: Callable[[IngestResult], None] | None = None,
     ) -> list[IngestResult]:
         """Files and directories (recursive): one record per file named after its stem, or all
-        files in one record named `record_name`."""
-        files = list(iter_image_files(paths))
+        images in one record named `record_name`. A PDF is always a record of its own (named
+        after its stem), with a result per page; one that cannot be opened is one rejection."""
+        found = list(iter_image_files(paths))
+        files = [p for p in found if not is_pdf_path(p)]
         shared = NewRecord(name=record_name, owner=owner, tags=tuple(tags)) if record_name else None
 
         def items() -> Iterable[tuple[RecordTarget, IngestFile]]:
@@ -443,7 +539,38 @@ class IngestPipeline:
                 )
                 yield target, self._read_file(path, source)
 
-        return self.add_many(collection, items(), wait=wait, on_result=on_result)
+        results = self.add_many(collection, items(), wait=wait, on_result=on_result)
+        for path in (p for p in found if is_pdf_path(p)):
+            record = NewRecord(
+                name=path.stem, owner=owner, tags=tuple(tags), extra={"path": str(path)}
+            )
+            results += self.add_path_document(
+                collection, record, path, source=source, wait=wait, on_result=on_result
+            )
+        return results
+
+    def add_path_document(
+        self,
+        collection: Collection,
+        record: NewRecord,
+        path: Path,
+        *,
+        source: str = "batch",
+        wait: bool = True,
+        on_result: Callable[[IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        """`add_document` for the PDF at `path`, read as PDFium needs it; a PDF that cannot be
+        ingested at all comes back as one rejected result, with nothing stored."""
+        try:
+            document = open_pdf(path, self.settings, name=path.name)
+        except LookalikeError as exc:
+            result = IngestResult(str(path), "rejected", error_code=exc.code, reason=exc.message)
+            if on_result is not None:
+                on_result(result)
+            return [result]
+        return self.add_document(
+            collection, record, document, source=source, wait=wait, on_result=on_result
+        )
 
     def _read_file(self, path: Path, source: str) -> IngestFile:
         size = path.stat().st_size
@@ -550,6 +677,7 @@ class IngestPipeline:
             "bytes": len(file.data),
             "source": file.source,
             "filename": Path(file.filename).name if file.filename else None,
+            "page": file.page,
             "blob_key": blob_key,
             "status": "pending",
             "created_at": utcnow(),
@@ -574,6 +702,18 @@ class IngestPipeline:
                             params={},
                         )
                     )
+                    if file.page_text is not None:
+                        # With the image row, so keyword search never sees a page without text.
+                        conn.execute(
+                            insert(ImageText).values(
+                                image_id=image_id,
+                                source="text_layer",
+                                collection_id=collection.id,
+                                text=file.page_text.text,
+                                words=file.page_text.words,
+                                created_at=row["created_at"],
+                            )
+                        )
             except IntegrityError:
                 # The same bytes were added concurrently: that one wins.
                 with self.catalog.session() as session:
@@ -585,12 +725,19 @@ class IngestPipeline:
         record_id = str(record["id"])
         payload = image_payload(
             collection,
-            Record(id=record_id, owner=record["owner"], tags=record["tags"]),
+            Record(id=record_id, owner=record["owner"], tags=record["tags"], extra=record["extra"]),
             Image(**row),
         )
 
-        with timed("ingest", "blob_store"):
-            self.blobs.put(file.data, content_type=decoded.mime)
+        try:
+            with timed("ingest", "blob_store"):
+                self.blobs.put(file.data, content_type=decoded.mime)
+        except Exception:
+            # Refused as a whole (S3 is down, say): take back the row, its job, and a record
+            # made for it alone, so that nothing waits on an original that is not there and
+            # sending the file again is a new upload, not a `duplicate` of a pending image.
+            self._take_back(image_id, target, record_id, records)
+            raise
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
@@ -603,6 +750,23 @@ class IngestPipeline:
             crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
         )
         return IngestResult(file.filename, "added", image_id, record_id, job_id=job_id), item
+
+    def _take_back(
+        self, image_id: str, target: RecordTarget, record_id: str, records: _RecordTargets
+    ) -> None:
+        """Undo `_prepare`'s catalog writes for an image whose original could not be stored.
+        Should that fail too, the pending job stays, and `resume` fails it at the next start."""
+        try:
+            with records.lock:
+                with self.catalog.engine.begin() as conn:
+                    conn.execute(delete(Job).where(Job.image_id == image_id))
+                    conn.execute(delete(ImageText).where(ImageText.image_id == image_id))
+                    conn.execute(delete(Image).where(Image.id == image_id))
+                    discarded = records.discard(conn, target, record_id)
+                if discarded:
+                    records.forget(target)
+        except Exception:
+            log.exception("could not take back image %s after its original was refused", image_id)
 
     def _scan_for_viruses(self, file: IngestFile, sha: str) -> None:
         """Refuse an infected file, and quarantine it, before the decoder or any store sees it.
@@ -959,14 +1123,15 @@ def _yield_to_model() -> None:
 
 
 def iter_image_files(paths: Iterable[Path]) -> Iterable[Path]:
-    """Image files among `paths`, directories walked recursively in name order.
+    """Image files and documents (PDFs) among `paths`, directories walked recursively in name
+    order.
 
     The suffix only picks candidates; the content is what gets validated.
     """
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES | DOCUMENT_SUFFIXES:
                     yield child
         elif path.is_file():
             yield path

@@ -96,6 +96,14 @@ def _not_uploaded(key: str) -> NotFound:
     return NotFound(f"nothing was uploaded under {key!r} (or it was ingested already)")
 
 
+def upload_limit(settings: Settings, filename: str | None) -> int:
+    """The most bytes an upload may have: a PDF's limit for a file named `*.pdf` (the ingest
+    checks the bytes are a PDF), the image limit otherwise."""
+    if filename is not None and filename.lower().endswith(".pdf"):
+        return settings.pdf_max_bytes
+    return settings.max_image_bytes
+
+
 def presign_upload(
     settings: Settings,
     blobs: BlobStore,
@@ -112,10 +120,9 @@ def presign_upload(
     now, and the URL takes exactly that many bytes: S3 checks it itself, the local endpoint on
     receipt. Without it the limit is enforced when the upload is ingested.
     """
-    if size is not None and size > settings.max_image_bytes:
-        raise ImageTooLarge(
-            f"the upload is {size} bytes, over the limit of {settings.max_image_bytes} bytes"
-        )
+    limit = upload_limit(settings, filename)
+    if size is not None and size > limit:
+        raise ImageTooLarge(f"the upload is {size} bytes, over the limit of {limit} bytes")
     upload_id = new_id()
     expires = int(time.time()) + ttl_s
     token = jwt.encode(
@@ -146,7 +153,7 @@ def presign_upload(
         url=url,
         method="PUT",
         expires_at=datetime.fromtimestamp(expires, UTC),
-        max_bytes=settings.max_image_bytes,
+        max_bytes=limit,
         headers=headers,
     )
 
@@ -171,6 +178,7 @@ async def receive_upload(
         raise Unauthorized("the upload URL is not valid") from None
     upload_id = str(claims["sub"])
     declared = claims.get("size")
+    limit = upload_limit(settings, claims.get("filename"))
     directory = _dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / upload_id
@@ -189,10 +197,8 @@ async def receive_upload(
         with fh:
             async for chunk in body:
                 size += len(chunk)
-                if size > settings.max_image_bytes:
-                    raise ImageTooLarge(
-                        f"the upload is over the limit of {settings.max_image_bytes} bytes"
-                    )
+                if size > limit:
+                    raise ImageTooLarge(f"the upload is over the limit of {limit} bytes")
                 fh.write(chunk)
         if size == 0:
             raise InvalidInput("the upload is empty")
@@ -240,7 +246,7 @@ def _take_staged(
     claims = _read_ticket(settings, staging, key, upload_id)
     if claims.get("tenant") != tenant:
         raise _not_uploaded(key)  # another tenant's upload does not exist for this one
-    limit = settings.max_image_bytes
+    limit = upload_limit(settings, claims.get("filename"))
     try:
         size, body = staging.staging_open(upload_id)
     except NotFound:

@@ -3,10 +3,14 @@
 Each file is one record, named after the file's stem and remembering its path. A changed file
 gets its new image added to that record and the old one removed, so search reflects the file as
 it is now.
+
+A PDF is one record too, with an image per page (`IngestPipeline.add_document`). A changed PDF
+replaces its record as a whole, once the new version has opened: its pages may be others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -18,8 +22,16 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from lookalike.catalog import Collection, Record
-from lookalike.ingest.pipeline import IMAGE_SUFFIXES, IngestFile, IngestResult, NewRecord
-from lookalike.records.service import Services, delete_images
+from lookalike.core.errors import LookalikeError
+from lookalike.ingest.pdf import is_pdf_path, open_pdf
+from lookalike.ingest.pipeline import (
+    DOCUMENT_SUFFIXES,
+    IMAGE_SUFFIXES,
+    IngestFile,
+    IngestResult,
+    NewRecord,
+)
+from lookalike.records.service import Services, delete_images, delete_record
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +85,8 @@ class FolderWatcher:
         self._thread.join()
 
     def _seen(self, path: Path) -> None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        suffix = path.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES | DOCUMENT_SUFFIXES or path.name.startswith("."):
             return
         with self._lock:
             self._pending[path] = (time.monotonic(), -1, -1.0)
@@ -112,6 +125,12 @@ class FolderWatcher:
             ).first()
             old_ids = [i.id for i in record.images] if record else []
             record_id = record.id if record else None
+            old_sha = record.extra.get("sha256") if record else None
+        if is_pdf_path(path):
+            result = self._ingest_document(path, key, record_id, old_sha)
+            if self.on_result is not None:
+                self.on_result(path, result)
+            return result
         data = path.read_bytes()
         target = record_id or NewRecord(name=path.stem, owner=self.owner, extra={"path": key})
         (result,) = self.rt.ingest.add(
@@ -122,6 +141,42 @@ class FolderWatcher:
         if self.on_result is not None:
             self.on_result(path, result)
         return result
+
+    def _ingest_document(
+        self, path: Path, key: str, old_record: str | None, old_sha: str | None
+    ) -> IngestResult:
+        """One result for the whole PDF: `added` with the record when a page was added."""
+        sha = _file_sha256(path)
+        if old_record is not None and sha == old_sha:
+            # Unchanged (a restart sees every file again): nothing to render.
+            return IngestResult(key, "duplicate", record_id=old_record)
+        try:
+            document = open_pdf(path, self.rt.settings, name=path.name)
+        except LookalikeError as exc:
+            return IngestResult(key, "rejected", error_code=exc.code, reason=exc.message)
+        if old_record is not None:
+            # The pages of the new version may be others: the record is made afresh.
+            delete_record(self.rt, self.collection.tenant, old_record)
+        record = NewRecord(name=path.stem, owner=self.owner, extra={"path": key, "sha256": sha})
+        results = self.rt.ingest.add_document(
+            self.collection, record, document, source="watch", wait=True
+        )
+        added = [r for r in results if r.status == "added"]
+        pages = f"{len(added)} of {len(results)} pages added"
+        if added:
+            return IngestResult(key, "added", record_id=added[0].record_id, reason=pages)
+        first = results[0]
+        return IngestResult(
+            key, first.status, first.image_id, first.record_id, first.error_code, pages
+        )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _Handler(FileSystemEventHandler):

@@ -78,6 +78,8 @@ class VectorOptions:
     quantization: Literal["none", "int8"] | None = None
     # Also store crop embeddings (embedding/crops.py): part-of-image search, 7x the model work.
     use_crops: bool = False
+    # OCR after ingest (rag/ocr.py): "pages" without a text layer, "all" images; None: settings.
+    ocr: Literal["off", "pages", "all"] | None = None
 
 
 def create_collection(
@@ -114,6 +116,7 @@ def create_collection(
             "quantization": index.quantization,
             "distance": "cosine",
             "use_crops": opts.use_crops,
+            "ocr": opts.ocr or rt.settings.ocr,
         },
     )
     try:

@@ -1,19 +1,30 @@
-"""Search: look-alikes of an uploaded image, of a stored image, or of a text."""
+"""Search: look-alikes of an uploaded image, of a stored image, or of a text.
+
+A text is matched in one of three modes: `vector` (the model's text embedding against the image
+embeddings), `keyword` (the catalog's full-text index: names, descriptions, tags, page text;
+`catalog/fulltext.py`) or `hybrid`, both rankings fused by reciprocal rank. Fusion uses ranks
+only: a cosine similarity and a full-text score have no common scale, and the full-text scores
+differ by database. A collection whose model embeds images only answers a text in `keyword` or
+`hybrid` mode by keyword alone, and says so.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import func, select
 
 from lookalike.catalog import Collection, Image
+from lookalike.catalog.fulltext import keyword_index_for
 from lookalike.catalog.repository import get_collection, get_image, record_summaries
-from lookalike.core.errors import CollectionNotFound, InvalidInput
+from lookalike.core.errors import CollectionNotFound, InvalidInput, TextSearchUnavailable
 from lookalike.core.timing import timed
 from lookalike.embedding.crops import crops_vector_name, uses_crops
 from lookalike.imaging import decode_image, phash_hex
@@ -25,16 +36,37 @@ from lookalike.search.relevance import QueryKind, relevance_cutoff
 from lookalike.vectors.base import Filter, HasId, Hit
 
 MAX_LIMIT = 1000
+SEARCH_MODES = ("vector", "keyword", "hybrid")
+SearchMode = Literal["vector", "keyword", "hybrid"]
+# How deep each side of a hybrid search looks, at least: a hit fused into the first places may
+# rank below them on both sides, so each side returns more than the page asks for.
+HYBRID_DEPTH = 100
+# ...and at most: keyword and hybrid answers end there (the keyword candidates travel to the
+# vector engine as one id filter).
+MAX_TEXT_DEPTH = 5000
+Side = Literal["keyword", "vector"]
 
 
 @dataclass(frozen=True)
 class SearchHit:
+    """One hit. `score` is the cosine similarity in `vector` mode and the reciprocal-rank-fusion
+    score in `keyword` and `hybrid` mode; `matched` names the sides that found it."""
+
     image_id: str
     record_id: str
     name: str
     description: str
     score: float
     payload: dict[str, Any] | None
+    matched: tuple[Side, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[SearchHit]
+    # How a text was matched (a text in hybrid mode with an image-only model: keyword).
+    mode: SearchMode
+    notes: list[str] = field(default_factory=list)
 
 
 def search_similar(
@@ -52,6 +84,7 @@ def search_similar(
     include_payload: bool = False,
     phash_gate: int | None = None,
     use_crops: bool = False,
+    mode: SearchMode | None = None,
 ) -> list[SearchHit]:
     """Ranked look-alikes, best first. Exactly one of `image_bytes`, `image_id`, `text`.
 
@@ -59,7 +92,49 @@ def search_similar(
     (a query image only), hits are limited to images whose pHash is within that many bits:
     the two-stage near-duplicate search (pHash gate, then vector ranking). With `use_crops`
     (a collection created with crops), the query is also matched against every image's crops
-    and a hit scores the better of its global and best-crop similarity.
+    and a hit scores the better of its global and best-crop similarity. `mode` (a text only,
+    `vector` when not given) says how a text is matched: see the module's docstring and
+    `search_with_mode`, which also says which mode answered.
+    """
+    return search_with_mode(
+        rt,
+        tenant,
+        collection_ref,
+        image_bytes=image_bytes,
+        image_id=image_id,
+        text=text,
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        filters=filters,
+        include_payload=include_payload,
+        phash_gate=phash_gate,
+        use_crops=use_crops,
+        mode=mode,
+    ).hits
+
+
+def search_with_mode(
+    rt: Services,
+    tenant: str,
+    collection_ref: str | Collection,
+    *,
+    image_bytes: bytes | None = None,
+    image_id: str | None = None,
+    text: str | None = None,
+    limit: int = 10,
+    offset: int = 0,
+    score_threshold: float | None = None,
+    filters: SearchFilters | None = None,
+    include_payload: bool = False,
+    phash_gate: int | None = None,
+    use_crops: bool = False,
+    mode: SearchMode | None = None,
+) -> SearchResult:
+    """`search_similar`, and the mode that answered with notes on it for people.
+
+    In `keyword` and `hybrid` mode the filters apply to the keyword hits too, and a
+    `score_threshold` to the vector side only (a keyword hit has no similarity).
     """
     given = [x is not None for x in (image_bytes, image_id, text)]
     if sum(given) != 1:
@@ -93,7 +168,69 @@ def search_similar(
     vector_filter = filters.to_vector_filter() if filters else None
     if text is not None and not text.strip():
         raise InvalidInput("text_query is empty")
+    if mode is not None and mode not in SEARCH_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(SEARCH_MODES)}")
+    if mode not in (None, "vector") and text is None:
+        raise InvalidInput(
+            f"mode {mode!r} applies to text_query only; an image is matched by vector"
+        )
+    if text is not None and mode in ("keyword", "hybrid"):
+        if use_crops:
+            raise InvalidInput("use_crops works in vector mode only")
+        return _search_text(
+            rt,
+            tenant,
+            collection,
+            text,
+            mode=mode,
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            filters=filters,
+            vector_filter=vector_filter,
+            include_payload=include_payload,
+        )
+    hits = _vector_hits(
+        rt,
+        tenant,
+        collection,
+        image_bytes=image_bytes,
+        image_id=image_id,
+        text=text,
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        filters=filters,
+        vector_filter=vector_filter,
+        include_payload=include_payload,
+        phash_gate=phash_gate,
+        use_crops=use_crops,
+        crops_vector=crops_vector,
+    )
+    return SearchResult(_named_hits(rt, hits, include_payload), "vector")
 
+
+def _vector_hits(
+    rt: Services,
+    tenant: str,
+    collection: Collection,
+    *,
+    image_bytes: bytes | None,
+    image_id: str | None,
+    text: str | None,
+    limit: int,
+    offset: int,
+    score_threshold: float | None,
+    filters: SearchFilters | None,
+    vector_filter: Filter | None,
+    include_payload: bool,
+    phash_gate: int | None,
+    use_crops: bool,
+    crops_vector: str | None,
+) -> list[Hit]:
+    """The vector engine's ranked hits (from the cache when it has them): `search_similar` in
+    vector mode, before the catalog names them. Only vector rankings are ever cached: a keyword
+    ranking reads catalog text, which no vector write versions."""
     cache = search_cache_of(rt.vectors)
     cached: CacheLookup | None = None
     if cache is not None:
@@ -115,7 +252,7 @@ def search_similar(
         with timed("search", "cache"):
             cached = cache.lookup(key)
         if cached.hits is not None:
-            return _named_hits(rt, cached.hits, include_payload)
+            return cached.hits
 
     query: NDArray[np.float32]
     query_phash: str | None = None
@@ -184,10 +321,115 @@ def search_similar(
     if cache is not None and cached is not None:
         with timed("search", "cache"):
             cache.store(cached, hits if include_payload else _record_ids_only(hits))
-    return _named_hits(rt, hits, include_payload)
+    return hits
 
 
-def _named_hits(rt: Services, hits: list[Hit], include_payload: bool) -> list[SearchHit]:
+def _search_text(
+    rt: Services,
+    tenant: str,
+    collection: Collection,
+    text: str,
+    *,
+    mode: SearchMode,
+    limit: int,
+    offset: int,
+    score_threshold: float | None,
+    filters: SearchFilters | None,
+    vector_filter: Filter | None,
+    include_payload: bool,
+) -> SearchResult:
+    """A text by keyword, or by keyword and vector fused (`reciprocal_rank_fusion`)."""
+    depth = min(max(2 * (offset + limit), HYBRID_DEPTH), MAX_TEXT_DEPTH)
+    if offset >= depth:
+        return SearchResult([], mode)
+    keyword = _keyword_hits(rt, collection, text, depth, vector_filter)
+    vector: list[Hit] = []
+    used: SearchMode = mode
+    notes: list[str] = []
+    if mode == "hybrid":
+        try:
+            vector = _vector_hits(
+                rt,
+                tenant,
+                collection,
+                image_bytes=None,
+                image_id=None,
+                text=text,
+                limit=depth,
+                offset=0,
+                score_threshold=score_threshold,
+                filters=filters,
+                vector_filter=vector_filter,
+                include_payload=include_payload,
+                phash_gate=None,
+                use_crops=False,
+                crops_vector=None,
+            )
+        except TextSearchUnavailable:
+            used = "keyword"
+            notes.append(
+                f"the model of this collection ({collection.model}) embeds images only, so the "
+                "text was matched by keyword alone (record names, descriptions, tags and the "
+                "text of pages); a collection made with a CLIP model matches it by meaning too"
+            )
+    settings = rt.settings
+    sides: list[tuple[Side, float, list[Hit]]] = [
+        ("keyword", settings.hybrid_keyword_weight if used == "hybrid" else 1.0, keyword)
+    ]
+    if used == "hybrid":
+        sides.append(("vector", settings.hybrid_vector_weight, vector))
+    fused = reciprocal_rank_fusion(
+        [(weight, [h.id for h in hits]) for _, weight, hits in sides], settings.hybrid_rrf_k
+    )[offset : offset + limit]
+    found_by = [(side, {h.id for h in hits}) for side, _, hits in sides]
+    matched = {i: tuple(side for side, ids in found_by if i in ids) for i, _ in fused}
+    payloads = {h.id: h.payload for h in (*keyword, *vector)}
+    page = [Hit(i, score, payloads[i]) for i, score in fused]
+    return SearchResult(_named_hits(rt, page, include_payload, matched), used, notes)
+
+
+def _keyword_hits(
+    rt: Services, collection: Collection, text: str, depth: int, vector_filter: Filter | None
+) -> list[Hit]:
+    """The catalog's keyword ranking, less what the filters leave out: the vector engine's
+    payload filter, asked about the candidates by id, decides that for keyword hits as for
+    vector ones (and leaves out what it does not hold)."""
+    index = keyword_index_for(rt.catalog.engine.dialect.name)
+    with timed("search", "keyword"), rt.catalog.session() as session:
+        ranking = index.search(session, collection.id, text, depth, rrf_k=rt.settings.hybrid_rrf_k)
+    if not ranking:
+        return []
+    base = vector_filter or Filter()
+    wanted = Filter(
+        must=(HasId(tuple(i for i, _ in ranking)), *base.must),
+        should=base.should,
+        must_not=base.must_not,
+    )
+    with timed("search", "keyword_filter"):
+        payloads = {
+            p.id: p.payload for p in rt.vectors.iter_points(collection.id, query_filter=wanted)
+        }
+    return [Hit(i, score, payloads[i]) for i, score in ranking if i in payloads]
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[tuple[float, Sequence[str]]], k: int
+) -> list[tuple[str, float]]:
+    """Rankings (weight, ids best first) fused: an id scores the sum of `weight / (k + rank)`
+    over the rankings it is in (rank 1 is the best). Best first; ties by id."""
+    scores: dict[str, float] = defaultdict(float)
+    for weight, ids in rankings:
+        for rank, item in enumerate(ids, 1):
+            scores[item] += weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _named_hits(
+    rt: Services,
+    hits: list[Hit],
+    include_payload: bool,
+    matched: Mapping[str, tuple[Side, ...]] | None = None,
+) -> list[SearchHit]:
     """The engine's hits with their records' names, read now (cached hits too: a renamed record
     never shows its old name); a hit whose record is gone is left out."""
     with timed("search", "catalog"), rt.catalog.session() as session:
@@ -209,6 +451,7 @@ def _named_hits(rt: Services, hits: list[Hit], include_payload: bool) -> list[Se
                 description=record.description,
                 score=float(hit.score),
                 payload=payload if include_payload else None,
+                matched=matched[hit.id] if matched is not None else ("vector",),
             )
         )
     return out
@@ -275,12 +518,15 @@ def _record_ids_only(hits: list[Hit]) -> list[Hit]:
 @dataclass(frozen=True)
 class SearchPage:
     """One page of hits, and what lies beyond it: `more` hits at the same cut-off (exact), and
-    whether `weaker` ones lie below the relevance cut-off that hid them."""
+    whether `weaker` ones lie below the relevance cut-off that hid them. `mode` says how a text
+    was matched (`vector` for an image); `notes` say what a person should know of the answer."""
 
     hits: list[SearchHit]
     more: bool
     cutoff: float | None
     weaker: bool
+    mode: SearchMode = "vector"
+    notes: list[str] = field(default_factory=list)
 
 
 def search_page(
@@ -296,17 +542,18 @@ def search_page(
 ) -> SearchPage:
     """`search_similar` for a person paging through results: hits below the model's relevance
     cut-off (`search.relevance`) are left out unless `include_weaker` or a `score_threshold` of
-    the caller's own; one hit more than asked for says whether there is a next page."""
+    the caller's own; one hit more than asked for says whether there is a next page. In hybrid
+    mode the cut-off applies to the vector side; keyword mode has none."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
     kind: QueryKind = "text" if query.get("text") is not None else "image"
     cutoff = (
         None
-        if include_weaker or score_threshold is not None
+        if include_weaker or score_threshold is not None or query.get("mode") == "keyword"
         else relevance_cutoff(collection, kind)
     )
     threshold = score_threshold if cutoff is None else cutoff
-    found = search_similar(
+    found = search_with_mode(
         rt,
         tenant,
         collection,
@@ -315,15 +562,19 @@ def search_page(
         score_threshold=threshold,
         **query,
     )
-    more = len(found) > limit
-    hits = found[:limit]
+    if found.mode == "keyword":
+        cutoff = None  # nothing was cut
+    more = len(found.hits) > limit
+    hits = found.hits[:limit]
     weaker = False
     if cutoff is not None and not more:
         # The strong hits end on this page: is there anything at all below the cut-off?
         weaker = bool(
             search_similar(rt, tenant, collection, limit=1, offset=offset + len(hits), **query)
         )
-    return SearchPage(hits=hits, more=more, cutoff=cutoff, weaker=weaker)
+    return SearchPage(
+        hits=hits, more=more, cutoff=cutoff, weaker=weaker, mode=found.mode, notes=found.notes
+    )
 
 
 def _ranked_hits(

@@ -403,6 +403,14 @@ class S3BlobStore(BlobStore, UploadStaging):
             yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status >= 500 or _error_code(exc) in _BUSY_CODES:
+                # The server is there but cannot serve now (starting, overloaded, a volume
+                # away): an outage to wait out, not a fault of this blob.
+                raise BlobStoreUnavailable(
+                    f"Could not {doing} in the S3 blob store {self._location()}: "
+                    f"{error.get('Code', '?')} {error.get('Message', '')}".rstrip()
+                ) from exc
             raise StorageError(
                 f"Could not {doing} in the S3 blob store {self._location()}: "
                 f"{error.get('Code', '?')} {error.get('Message', '')}".rstrip()
@@ -427,6 +435,11 @@ def _inline(filename: str) -> str:
     name = filename.replace("\\", "/").rsplit("/", 1)[-1][:200] or "image"
     fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+_BUSY_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
+)
 
 
 def _hint(code: str) -> str:

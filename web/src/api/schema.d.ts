@@ -580,7 +580,8 @@ export interface paths {
         put?: never;
         /**
          * Similar
-         * @description Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON).
+         * @description Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON); a
+         *     text is matched by keyword and vector (`mode`, hybrid by default).
          */
         post: operations["similar_api_search_similar_post"];
         delete?: never;
@@ -936,6 +937,11 @@ export interface components {
             model?: string | null;
             /** Name */
             name: string;
+            /**
+             * Ocr
+             * @description Read text in images with OCR after they are searchable: `pages` for PDF pages without a text layer, `all` for every image too, `off` for none. Default: the server's LOOKALIKE_OCR.
+             */
+            ocr?: ("off" | "pages" | "all") | null;
             /** Quantization */
             quantization?: ("none" | "int8") | null;
             /**
@@ -1177,6 +1183,11 @@ export interface components {
             description: string;
             /** Image Id */
             image_id: string;
+            /**
+             * Matched
+             * @description Which sides found this hit.
+             */
+            matched?: ("keyword" | "vector")[];
             /** Name */
             name: string;
             /** Payload */
@@ -1187,7 +1198,10 @@ export interface components {
             readonly preview_url: string;
             /** Record Id */
             record_id: string;
-            /** Score */
+            /**
+             * Score
+             * @description Cosine similarity in vector mode; in keyword and hybrid mode the reciprocal-rank-fusion score, which orders one answer and means nothing across answers.
+             */
             score: number;
         };
         /** ImageAnomalyOut */
@@ -1252,6 +1266,11 @@ export interface components {
             nsfw_score: number | null;
             /** Original Url */
             readonly original_url: string;
+            /**
+             * Page
+             * @description The 1-based page of the record's PDF this image is, if any.
+             */
+            page?: number | null;
             /** Phash */
             phash: string | null;
             /** Preview Url */
@@ -1278,7 +1297,7 @@ export interface components {
              * @description The key /api/images/presign returned.
              */
             key: string;
-            /** @description ...or create this record. */
+            /** @description ...or create this record. A PDF is always a new record, an image per page: named after the upload's filename unless `record` names it. */
             record?: components["schemas"]["RecordCreate"] | null;
             /**
              * Record Id
@@ -1675,6 +1694,12 @@ export interface components {
              */
             limit?: number;
             /**
+             * Mode
+             * @description How a text_query is matched: `vector` (the model's text embedding), `keyword` (full text of names, descriptions, tags and page text) or `hybrid` (both, fused by reciprocal rank; the default). With a model that embeds images only, `hybrid` and `keyword` answer by keyword (`mode` in the answer says so). Not for an image query.
+             * @default null
+             */
+            mode?: ("vector" | "keyword" | "hybrid") | null;
+            /**
              * Offset
              * @default 0
              */
@@ -1713,6 +1738,13 @@ export interface components {
             cutoff?: number | null;
             /** Hits */
             hits: components["schemas"]["HitOut"][];
+            /**
+             * Mode
+             * @description How the query was matched: `keyword` where a text asked for in hybrid mode was matched by keyword alone, because the collection's model embeds images only.
+             * @default vector
+             * @enum {string}
+             */
+            mode?: "vector" | "keyword" | "hybrid";
             /** Model Id */
             model_id: string;
             /**
@@ -1723,7 +1755,7 @@ export interface components {
             more?: boolean;
             /**
              * Notes
-             * @description `unscored` in words.
+             * @description What to know of this answer, in words: `unscored`, a text matched by keyword alone.
              */
             notes?: string[];
             /**

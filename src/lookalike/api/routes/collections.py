@@ -38,7 +38,11 @@ def create_collection(body: CollectionCreate, rt: Runtime, caller: Caller) -> Co
         description=body.description,
         model=body.model,
         options=svc.VectorOptions(
-            body.hnsw_m, body.hnsw_ef_construct, body.quantization, use_crops=body.use_crops
+            body.hnsw_m,
+            body.hnsw_ef_construct,
+            body.quantization,
+            use_crops=body.use_crops,
+            ocr=body.ocr,
         ),
     )
     return _out(rt, collection)

@@ -1,4 +1,6 @@
-"""Records: a name, a description, tags and several images, in a collection."""
+"""Records: a name, a description, tags and several images, in a collection.
+
+A PDF sent as the one file of a new record makes the record the document: an image per page."""
 
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ from lookalike.api.schemas import (
     RecordPage,
     RecordUpdate,
 )
-from lookalike.core.errors import InvalidInput
+from lookalike.catalog import Collection, Record
+from lookalike.core.errors import Conflict, InvalidInput, NoImageAdded
 from lookalike.dedup.verdicts import with_verdicts
+from lookalike.ingest.pdf import is_pdf, open_pdf
+from lookalike.ingest.pipeline import IngestFile, IngestResult, NewRecord, raise_if_unavailable
 from lookalike.records import service as svc
 from lookalike.serving.bodies import is_multipart, json_body, validate
 
@@ -83,25 +88,61 @@ async def create_record(
     else:
         body = await json_body(request, RecordCreate)
         uploads = []
-    record, results = await run_in_threadpool(
-        lambda: svc.create_record_with_images(
-            rt,
-            collection,
-            uploads,
+    if any(is_pdf(u.data) for u in uploads):
+        if len(uploads) != 1:
+            raise InvalidInput(
+                "images: a PDF makes the record a document, an image per page; send it as the "
+                "record's only file"
+            )
+        document = NewRecord(
             name=body.name,
             owner=body.owner or caller.user,
             description=body.description,
-            tags=body.tags,
+            tags=tuple(sorted(set(body.tags))),
             extra=body.metadata,
-            wait=wait,
         )
-    )
+        record, results = await run_in_threadpool(
+            _create_document, rt, collection, document, uploads[0], wait
+        )
+    else:
+        record, results = await run_in_threadpool(
+            lambda: svc.create_record_with_images(
+                rt,
+                collection,
+                uploads,
+                name=body.name,
+                owner=body.owner or caller.user,
+                description=body.description,
+                tags=body.tags,
+                extra=body.metadata,
+                wait=wait,
+            )
+        )
     if wait:
         results = await run_in_threadpool(with_verdicts, rt.enrichment, rt.catalog, results)
     return RecordCreated(
         record=RecordOut.model_validate(record),
         results=[IngestResultOut.model_validate(r) for r in results],
     )
+
+
+def _create_document(
+    rt: Runtime, collection: Collection, record: NewRecord, upload: IngestFile, wait: bool
+) -> tuple[Record, list[IngestResult]]:
+    """The record of an uploaded PDF, made with its first added page; like a record with
+    images, none is made when no page can be added."""
+    document = open_pdf(upload.data, rt.settings, name=upload.filename or "document.pdf")
+    results = rt.ingest.add_document(
+        collection, record, document, source=upload.source, wait=wait, block=False
+    )
+    raise_if_unavailable(results)
+    added = next((r for r in results if r.status == "added" and r.record_id), None)
+    if added is None or added.record_id is None:
+        if all(r.status == "duplicate" for r in results):
+            raise Conflict("no record was made: every page of the PDF is in the collection already")
+        reasons = "; ".join(f"{r.filename}: {r.reason}" for r in results if r.reason)
+        raise NoImageAdded(f"no record was made: none of the pages could be added ({reasons})")
+    return svc.find_record(rt, collection.tenant, added.record_id), results
 
 
 @router.get("/api/collections/{collection_id}/records")
@@ -181,6 +222,11 @@ async def add_images(
     if not files:
         raise InvalidInput("no files in the 'images' field")
     uploads = await read_uploads(files)
+    if any(is_pdf(u.data) for u in uploads):
+        raise InvalidInput(
+            "images: a PDF is a record of its own; create one with POST "
+            "/api/collections/{collection_id}/records"
+        )
     collection = await run_in_threadpool(
         svc.find_collection, rt, caller.tenant, record.collection_id
     )

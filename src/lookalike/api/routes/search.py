@@ -38,7 +38,8 @@ _FORM_FIELDS = {
     ),
 )
 async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchResponse:
-    """Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON)."""
+    """Look-alikes of an uploaded `file` (multipart), or of `image_id` / `text_query` (JSON); a
+    text is matched by keyword and vector (`mode`, hybrid by default)."""
     image_bytes: bytes | None = None
     if is_multipart(request):
         form = await read_form_in_memory(request, max_files=1, max_fields=16)
@@ -75,6 +76,7 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             include_payload=body.include_payload,
             phash_gate=body.phash_gate,
             use_crops=body.use_crops,
+            mode=body.mode or ("hybrid" if body.text_query is not None else None),
         )
         missing = unscored(rt, collection, body.filter)
         return SearchResponse(
@@ -85,7 +87,8 @@ async def similar(request: Request, rt: Runtime, caller: Caller) -> SearchRespon
             cutoff=page.cutoff,
             weaker=page.weaker,
             unscored=missing,
-            notes=unscored_notes(missing),
+            mode=page.mode,
+            notes=[*page.notes, *unscored_notes(missing)],
         )
 
     return await run_in_threadpool(run)

@@ -24,6 +24,7 @@ from lookalike.catalog.repository import get_job
 from lookalike.catalog.repository import list_jobs as list_jobs_of
 from lookalike.core.errors import InvalidInput, NotFound
 from lookalike.dedup.verdicts import with_verdicts
+from lookalike.ingest.pdf import is_pdf, open_pdf
 from lookalike.ingest.pipeline import (
     IngestFile,
     IngestResult,
@@ -64,7 +65,11 @@ class PresignOut(BaseModel):
 class IngestRequest(Strict):
     key: str = Field(description="The key /api/images/presign returned.")
     record_id: str | None = Field(default=None, description="Add the image to this record...")
-    record: RecordCreate | None = Field(default=None, description="...or create this record.")
+    record: RecordCreate | None = Field(
+        default=None,
+        description="...or create this record. A PDF is always a new record, an image per "
+        "page: named after the upload's filename unless `record` names it.",
+    )
 
 
 class JobOut(BaseModel):
@@ -126,6 +131,10 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
         collection = session.get(Collection, staged.collection_id)
     if collection is None or collection.tenant != caller.tenant:
         raise NotFound("the collection of this upload no longer exists")
+    if is_pdf(staged.data):
+        result = _ingest_document(rt, caller, collection, body, staged.data, staged.filename)
+        discard_upload(rt.settings, rt.blobs, body.key)
+        return IngestResultOut.model_validate(result)
     if (body.record_id is None) == (body.record is None):
         raise InvalidInput("give exactly one of record_id or record")
     target: RecordTarget
@@ -146,6 +155,33 @@ def ingest(body: IngestRequest, rt: Runtime, caller: Caller) -> IngestResultOut:
     )
     discard_upload(rt.settings, rt.blobs, body.key)
     return IngestResultOut.model_validate(result)
+
+
+def _ingest_document(
+    rt: Runtime,
+    caller: Caller,
+    collection: Collection,
+    body: IngestRequest,
+    data: bytes,
+    filename: str | None,
+) -> IngestResult:
+    """An uploaded PDF as a new record; the result of its first added page (or the first page's
+    when none was added) stands for the document: its `record_id` is the record."""
+    if body.record_id is not None:
+        raise InvalidInput("record_id: a PDF is a record of its own; give `record` or neither")
+    name = filename.rsplit("/", 1)[-1] if filename else "document.pdf"
+    document = open_pdf(data, rt.settings, name=name)
+    spec = body.record or RecordCreate(name=_stem(filename))
+    record = NewRecord(
+        name=spec.name,
+        owner=spec.owner or caller.user,
+        description=spec.description,
+        tags=tuple(spec.tags),
+        extra=spec.metadata,
+    )
+    results = rt.ingest.add_document(collection, record, document, source="api", block=False)
+    raise_if_unavailable(results)
+    return next((r for r in results if r.status == "added"), results[0])
 
 
 @router.post(

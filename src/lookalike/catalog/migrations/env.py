@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from lookalike.catalog.fulltext import include_object
 from lookalike.catalog.models import Base
 
 config = context.config
@@ -17,6 +18,8 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite can only alter tables by copying them
         compare_type=True,
+        # The full-text objects are made by SQL (migration 0009), not by the models.
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,1 @@
+"""image RAG: documents' text, OCR, retrieval for questions."""
