@@ -301,7 +301,9 @@ export function searchPage(query: SearchQuery, offset: number): Promise<SearchRe
   }
   const body =
     query.kind === "text"
-      ? { ...common, text_query: query.text ?? "" }
+      ? // Vector mode: the scores shown are cosine similarities, comparable across results and
+        // with the image search's. (Hybrid scores are rank fusion figures, ~0.03.)
+        { ...common, text_query: query.text ?? "", mode: "vector" as const }
       : { ...common, image_id: query.imageId ?? "" };
   return request<SearchResponse>("POST", "/api/search/similar", { body });
 }

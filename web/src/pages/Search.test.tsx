@@ -94,6 +94,7 @@ describe("Search", () => {
     expect(searches[0]!.body).toMatchObject({
       collection: "C1",
       text_query: "a cat",
+      mode: "vector",
       limit: 12,
       offset: 0,
       filter: { tags_any: ["cat"], max_nsfw: 0.3 },
