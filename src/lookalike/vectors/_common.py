@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ulid import ULID
 
 from lookalike.core.errors import DimensionMismatch, InvalidInput
-from lookalike.vectors.base import IndexSettings, VectorSpec
+from lookalike.vectors.base import DatetimeRange, IndexSettings, VectorSpec
 
 # Collection names become directory, table and collection names: no separators, no leading dot.
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -133,3 +133,12 @@ def iso_utc(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_bounds(condition: DatetimeRange) -> dict[str, str | None]:
+    """A datetime range's bounds (gt, gte, lt, lte) as RFC 3339 UTC strings, None where open:
+    what the Qdrant engines take."""
+    return {
+        name: iso_utc(bound) if (bound := getattr(condition, name)) is not None else None
+        for name in ("gt", "gte", "lt", "lte")
+    }

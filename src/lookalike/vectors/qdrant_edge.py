@@ -58,7 +58,7 @@ from lookalike.vectors._common import (
     check_settings,
     check_specs,
     describe,
-    iso_utc,
+    iso_bounds,
     payload_in,
     query_vector,
     to_ulid,
@@ -954,13 +954,7 @@ def _edge_condition(condition: Condition) -> Any:
             ),
         )
     if isinstance(condition, DatetimeRange):
-        bounds = {
-            name: iso_utc(getattr(condition, name))
-            if getattr(condition, name) is not None
-            else None
-            for name in ("gte", "gt", "lte", "lt")
-        }
-        return qe.FieldCondition(condition.key, range=qe.RangeDateTime(**bounds))
+        return qe.FieldCondition(condition.key, range=qe.RangeDateTime(**iso_bounds(condition)))
     if isinstance(condition, HasId):
         return qe.HasIdCondition({to_uuid(i) for i in condition.ids})
     if isinstance(condition, IsEmpty):

@@ -59,7 +59,7 @@ from lookalike.vectors._common import (
     check_settings,
     check_specs,
     describe,
-    iso_utc,
+    iso_bounds,
     payload_in,
     query_vector,
     to_ulid,
@@ -771,13 +771,7 @@ def _condition(condition: Condition) -> Any:
             range=qm.Range(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte),
         )
     if isinstance(condition, DatetimeRange):
-        bounds = {
-            name: iso_utc(getattr(condition, name))
-            if getattr(condition, name) is not None
-            else None
-            for name in ("gt", "gte", "lt", "lte")
-        }
-        return qm.FieldCondition(key=condition.key, range=qm.DatetimeRange(**bounds))
+        return qm.FieldCondition(key=condition.key, range=qm.DatetimeRange(**iso_bounds(condition)))
     if isinstance(condition, HasId):
         ids: list[qm.ExtendedPointId] = [str(to_uuid(i)) for i in condition.ids]
         return qm.HasIdCondition(has_id=ids)
