@@ -24,6 +24,7 @@ from lookalike.ingest.prepare import processes_for
 from lookalike.jobs.runner import JobRunner
 from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
+from lookalike.rag.chat import ChatModel, open_chat_model
 from lookalike.rag.ocr import OcrStage
 from lookalike.records.service import CollectionCache
 from lookalike.records.thumbnails import ThumbnailStage
@@ -100,6 +101,8 @@ class Lookalike:
             self.anomalies.attach(self.enrichment, self.jobs)
             # Last: the slowest stage, and the only one that reads originals at full size.
             self.enrichment.register(OcrStage(self.settings, self.catalog, self.blobs))
+            # The model that answers questions (None: `ask` returns the retrieval alone).
+            self.chat: ChatModel | None = open_chat_model(self.settings)
         except BaseException:
             self.vectors.close()
             self._release_lock()
@@ -117,6 +120,8 @@ class Lookalike:
         self.ingest.stop()
         self.enrichment.stop()
         self.models.close()
+        if self.chat is not None:
+            self.chat.close()
         self.vectors.close()
         self.catalog.close()
         self._release_lock()

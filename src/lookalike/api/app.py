@@ -15,6 +15,7 @@ from lookalike.api.forms import add_body_schemas
 from lookalike.api.limits import install_limits
 from lookalike.api.observability import install_observability
 from lookalike.api.routes import (
+    ask,
     collections,
     compat,
     dedup,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, runtime: Lookalike | None = Non
         feedback,
         qa,
         compat,
+        ask,
     ):
         app.include_router(module.router)
     add_body_schemas(app)

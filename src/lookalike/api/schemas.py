@@ -439,6 +439,67 @@ class SearchResponse(BaseModel):
     )
 
 
+# --- ask (image RAG) ---------------------------------------------------------
+
+
+class AskRequest(Strict):
+    question: str = Field(min_length=1, max_length=2000)
+    collection: str = Field(description="Collection id or name.")
+    filter: SearchFilters | None = None
+    k: int = Field(default=5, ge=1, le=50, description="How many pages or images to retrieve.")
+    mode: Literal["vector", "keyword", "hybrid"] = Field(
+        default="hybrid", description="How the pages are retrieved, as in /api/search/similar."
+    )
+    stream: bool = Field(
+        default=False,
+        description="Answer as server-sent events: `sources` (the retrieval, at once), `delta` "
+        "(`{text}`, each piece of the answer), then `done` (the whole AskResponse with its "
+        "citations), or `error` (`{error: {code, message}}`) if the model fails half-way.",
+    )
+
+
+class AskSourceOut(WithPreview):
+    """A retrieved page or image, numbered as the prompt and the answer's [n] number it."""
+
+    number: int
+    record_id: str
+    name: str
+    description: str
+    page: int | None = Field(description="1-based page of a document; null for an image.")
+    score: float
+    matched: list[Literal["keyword", "vector"]]
+    text: str = Field(description="The text the model was given (text layer or OCR, cut to fit).")
+    in_prompt: bool = Field(
+        description="False: retrieved, but left out of the prompt by the context budget."
+    )
+
+
+class CitationOut(WithPreview):
+    source: int = Field(description="The `number` of the cited source.")
+    record_id: str
+    name: str
+    page: int | None
+    text: str = Field(description="The sentence of the source that supports the answer.")
+    boxes: list[list[float]] = Field(
+        description="Boxes [x0, y0, x1, y1] of those words in the image's pixels (from the text "
+        "layer or OCR), to highlight them; empty when the words have no boxes."
+    )
+    cited_by_model: bool = Field(
+        description="False: the model cited nothing, and this source was matched to the answer "
+        "by the words they share."
+    )
+
+
+class AskResponse(BaseModel):
+    question: str
+    answer: str | None = Field(description="Null when no chat model is configured.")
+    model: str | None
+    citations: list[CitationOut]
+    sources: list[AskSourceOut]
+    mode: Literal["vector", "keyword", "hybrid"]
+    notes: list[str] = Field(default_factory=list)
+
+
 # --- feedback ----------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import typer
 from lookalike.cli import (
     anomalies,
     apikeys,
+    ask,
     dedup,
     doctor,
     export,
@@ -54,6 +55,7 @@ app.command()(ingest.ingest)
 app.command()(ingest.enrich)
 app.command()(ingest.watch)
 app.command()(search.search)
+app.command()(ask.ask)
 app.command()(anomalies.anomalies)
 app.command()(dedup.dedup)
 app.command()(serve.demo)

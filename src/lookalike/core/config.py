@@ -247,6 +247,34 @@ class Settings(BaseSettings):
     hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
     hybrid_keyword_weight: float = Field(default=1.0, ge=0, le=100)
     hybrid_vector_weight: float = Field(default=1.0, ge=0, le=100)
+    # Answers (lookalike.rag.ask): any OpenAI-compatible chat completions endpoint.
+    llm_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible chat API, e.g. http://127.0.0.1:11434/v1 "
+        "(Ollama), http://127.0.0.1:8080/v1 (llama.cpp server), "
+        "https://ark.cn-beijing.volces.com/api/v3 (Doubao Ark). Unset: `ask` answers with the "
+        "retrieved pages only.",
+    )
+    llm_model: str | None = Field(default=None, description="The model name the endpoint serves.")
+    llm_api_key: str | None = Field(default=None, description="Sent as a bearer token.")
+    llm_vision: bool = Field(
+        default=False,
+        description="The model reads images: retrieved pages are sent as images beside their "
+        "text. Off: as their text (text layer or OCR) only.",
+    )
+    llm_temperature: float = Field(
+        default=0.2, ge=0, le=2, description="Low: answers keep to the sources' wording."
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    llm_retries: int = Field(default=2, ge=0, le=10)
+    llm_max_answer_tokens: int = Field(default=512, ge=16, le=32_768)
+    ask_context_tokens: int = Field(
+        default=3_000,
+        ge=100,
+        le=1_000_000,
+        description="Budget for the retrieved text in a prompt (estimated at 4 characters a "
+        "token): the best pages first, the last one cut, the rest left out.",
+    )
 
     # Dedup (thresholds are per model and per collection: see quality/dedup.py)
     dedup_neighbours: int = Field(

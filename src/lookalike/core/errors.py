@@ -253,3 +253,22 @@ class DocumentTooLarge(InvalidDocument):
 
     code = "document_too_large"
     status = 413
+
+
+# --- answers (lookalike.rag) -------------------------------------------------
+
+
+class ChatModelUnavailable(LookalikeError):
+    """The chat model (`LOOKALIKE_LLM_URL`) cannot be reached, timed out or keeps failing: the
+    retrieval still stands, the answer has to wait until it is back."""
+
+    code = "llm_unavailable"
+    status = 503
+
+
+class ChatModelRefused(LookalikeError):
+    """The chat endpoint refused the request for a reason another try cannot fix: a wrong key,
+    an unknown model, a malformed answer."""
+
+    code = "llm_error"
+    status = 502
