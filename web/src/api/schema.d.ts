@@ -4,6 +4,28 @@
  */
 
 export interface paths {
+    "/api/ask": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask Question
+         * @description Retrieve the pages and images that answer `question` (hybrid search), have the chat
+         *     model (LOOKALIKE_LLM_URL) answer from them, and cite the sources. With no model configured:
+         *     the retrieval alone, and a note saying so.
+         */
+        post: operations["ask_question_api_ask_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/clusters/{cluster_id}": {
         parameters: {
             query?: never;
@@ -789,6 +811,66 @@ export interface components {
              */
             ood: number | null;
         };
+        /** AskResponse */
+        AskResponse: {
+            /**
+             * Answer
+             * @description Null when no chat model is configured.
+             */
+            answer: string | null;
+            /** Citations */
+            citations: components["schemas"]["CitationOut"][];
+            /**
+             * Mode
+             * @enum {string}
+             */
+            mode: "vector" | "keyword" | "hybrid";
+            /** Model */
+            model: string | null;
+            /** Notes */
+            notes?: string[];
+            /** Question */
+            question: string;
+            /** Sources */
+            sources: components["schemas"]["AskSourceOut"][];
+        };
+        /**
+         * AskSourceOut
+         * @description A retrieved page or image, numbered as the prompt and the answer's [n] number it.
+         */
+        AskSourceOut: {
+            /** Description */
+            description: string;
+            /** Image Id */
+            image_id: string;
+            /**
+             * In Prompt
+             * @description False: retrieved, but left out of the prompt by the context budget.
+             */
+            in_prompt: boolean;
+            /** Matched */
+            matched: ("keyword" | "vector")[];
+            /** Name */
+            name: string;
+            /** Number */
+            number: number;
+            /**
+             * Page
+             * @description 1-based page of a document; null for an image.
+             */
+            page: number | null;
+            /** Preview Url */
+            readonly preview_url: string;
+            /** Record Id */
+            record_id: string;
+            /** Score */
+            score: number;
+            /**
+             * Text
+             * @description The text the model was given (text layer or OCR, cut to fit).
+             */
+            text: string;
+        };
         /**
          * BoolFilter
          * @description All of `must`, at least one of `should` (when given), none of `must_not`; nestable.
@@ -800,6 +882,39 @@ export interface components {
             must_not?: (components["schemas"]["FieldCondition"] | components["schemas"]["BoolFilter"])[];
             /** Should */
             should?: (components["schemas"]["FieldCondition"] | components["schemas"]["BoolFilter"])[];
+        };
+        /** CitationOut */
+        CitationOut: {
+            /**
+             * Boxes
+             * @description Boxes [x0, y0, x1, y1] of those words in the image's pixels (from the text layer or OCR), to highlight them; empty when the words have no boxes.
+             */
+            boxes: number[][];
+            /**
+             * Cited By Model
+             * @description False: the model cited nothing, and this source was matched to the answer by the words they share.
+             */
+            cited_by_model: boolean;
+            /** Image Id */
+            image_id: string;
+            /** Name */
+            name: string;
+            /** Page */
+            page: number | null;
+            /** Preview Url */
+            readonly preview_url: string;
+            /** Record Id */
+            record_id: string;
+            /**
+             * Source
+             * @description The `number` of the cited source.
+             */
+            source: number;
+            /**
+             * Text
+             * @description The sentence of the source that supports the answer.
+             */
+            text: string;
         };
         /** ClusterMemberOut */
         ClusterMemberOut: {
@@ -1811,6 +1926,34 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    ask_question_api_ask_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer (JSON), or with `stream: true` server-sent events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AskResponse"];
+                    "text/event-stream": string;
+                };
+            };
+            /** @description The chat model cannot be reached (`llm_unavailable`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     get_cluster_api_clusters__cluster_id__get: {
         parameters: {
             query?: never;
