@@ -184,7 +184,8 @@ def retrieve(
             f"{left_out} retrieved page(s) did not fit the context budget "
             "(LOOKALIKE_ASK_CONTEXT_TOKENS) and were not shown to the model"
         )
-    pictures = _pictures(rt, [images[s.image_id] for s in sources if s.in_prompt]) if vision else {}
+    shown = [images[s.image_id] for s in sources if s.in_prompt and s.image_id in images]
+    pictures = _pictures(rt, shown) if vision else {}
     messages = build_messages(question, sources, pictures)
     return Retrieval(question, collection, sources, result.mode, notes, messages)
 
