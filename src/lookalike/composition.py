@@ -21,6 +21,7 @@ from lookalike.embedding import Models
 from lookalike.enrichment.runner import EnrichmentRunner
 from lookalike.ingest.pipeline import IngestPipeline
 from lookalike.ingest.prepare import processes_for
+from lookalike.ingest.reembed import Reembedder
 from lookalike.jobs.runner import JobRunner
 from lookalike.quality.nsfw import shared_detector
 from lookalike.quality.stages import NsfwStage, QualityStage
@@ -74,8 +75,13 @@ class Lookalike:
                 self.catalog,
                 self.blobs,
                 self.vectors,
-                self.models.for_collection,
+                # With a fallback chain, the first of its models that answers.
+                self.models.for_ingest,
                 self.enrichment,
+            )
+            # Images a fallback model embedded go to their collection's own model when it is back.
+            self.reembed = Reembedder(
+                self.settings, self.catalog, self.blobs, self.vectors, self.models, self.enrichment
             )
             # Background work besides ingest; each feature registers its stages and its kinds
             # of jobs here.
@@ -109,6 +115,7 @@ class Lookalike:
             raise
         if start:
             self.ingest.start()
+            self.reembed.start()
             self.jobs.start()
             if self.settings.enrichment:
                 self.enrichment.start()
@@ -117,6 +124,7 @@ class Lookalike:
 
     def close(self) -> None:
         self.jobs.stop()
+        self.reembed.stop()
         self.ingest.stop()
         self.enrichment.stop()
         self.models.close()

@@ -402,3 +402,26 @@ class ImageText(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     words: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReembedTask(Base):
+    """An image embedded by a fallback model of its collection's chain (`embedding.fallback`),
+    waiting for the collection's own model to embed it again. Tried at `next_attempt_at`,
+    backing off while that model stays down; the row goes once the image has moved."""
+
+    __tablename__ = "reembed_task"
+    __table_args__ = (Index("ix_reembed_task_due", "next_attempt_at"),)
+
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    # The model the image was embedded with, and the one it waits for.
+    from_model_id: Mapped[str] = mapped_column(String(160))
+    to_model_id: Mapped[str] = mapped_column(String(160))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "lookalike"
@@ -129,6 +129,98 @@ class Settings(BaseSettings):
         default=False,
         description="Run the embedding service without a key; refused unless it listens on a "
         "loopback address only.",
+    )
+
+    # Remote embedding providers (lookalike.embedding.providers): hosted models, used by the
+    # names `doubao` and `openai-embed` wherever a model name is accepted, and in fallback
+    # chains such as `doubao>clip>offline` (lookalike.embedding.fallback; docs/models.md).
+    doubao_url: str = Field(
+        default="https://ark.cn-beijing.volces.com/api/v3",
+        description="Base URL of Doubao Ark; images and texts go to `{url}/embeddings/multimodal`.",
+    )
+    doubao_api_key: SecretStr | None = Field(
+        default=None, description="Ark API key, sent as `Authorization: Bearer KEY`."
+    )
+    doubao_model: str = Field(
+        default="doubao-embedding-vision-250615",
+        description="Ark model (or endpoint id) that model name `doubao` calls.",
+    )
+    doubao_dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Vector size asked of Doubao (`dimensions`; 2048 or 1024 for 250615); "
+        "unset: the model's own (2048 for the known models, else asked once).",
+    )
+    openai_embed_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API; model name `openai-embed` posts to "
+        "`{url}/embeddings`.",
+    )
+    openai_embed_api_key: SecretStr | None = Field(
+        default=None, description="Sent as `Authorization: Bearer KEY`."
+    )
+    openai_embed_model: str | None = Field(
+        default=None, description="The model name the endpoint serves."
+    )
+    openai_embed_dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Sent as `dimensions`; unset: the endpoint's own size, asked once.",
+    )
+    openai_embed_images: bool = Field(
+        default=False,
+        description="The endpoint embeds images given as data URLs in `input`; off: `openai-"
+        "embed` embeds texts only and refuses images with a clear error.",
+    )
+    provider_rate_limit_per_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Requests per second to one provider URL from this process (a token bucket "
+        "shared by every model there); 0: no limit.",
+    )
+    provider_rate_burst: int = Field(default=5, ge=1, description="Requests allowed at once.")
+    provider_timeout_s: float = Field(default=30.0, gt=0, description="Read timeout of a request.")
+    provider_connect_timeout_s: float = Field(default=5.0, gt=0)
+    provider_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries on connection errors, timeouts, 5xx and 429 (a 401/403 is never "
+        "retried: it is a setting to fix).",
+    )
+    provider_retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="First retry delay; doubles each retry, with jitter."
+    )
+    provider_max_retry_after_s: float = Field(
+        default=60.0, ge=0, description="Longest 429 `Retry-After` waited for; longer fails."
+    )
+    provider_max_in_flight: int = Field(
+        default=4, ge=1, le=64, description="Requests one provider model has open at a time."
+    )
+    provider_image_size: int = Field(
+        default=512,
+        ge=32,
+        le=4096,
+        description="Images are downscaled to fit this square (padded) and sent as JPEG.",
+    )
+    provider_jpeg_quality: int = Field(default=90, ge=30, le=100)
+    provider_down_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="After a provider failed, ingest of a collection with a fallback chain "
+        "skips it for this long (doubling while it keeps failing, up to 5 minutes).",
+    )
+    reembed_poll_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often images embedded by a fallback model are offered to their "
+        "collection's first model again.",
+    )
+    reembed_batch: int = Field(default=32, ge=1, le=1024, description="Images per re-embed step.")
+    reembed_backoff_max_s: float = Field(
+        default=600.0, gt=0, description="Longest wait between re-embed tries of one image."
     )
 
     @field_validator(

@@ -272,3 +272,35 @@ class ChatModelRefused(LookalikeError):
 
     code = "llm_error"
     status = 502
+
+
+# --- remote embedding providers (lookalike.embedding.providers) ----------------
+
+
+class EmbeddingProviderUnavailable(ModelUnavailable):
+    """A hosted embedding model (Doubao, an OpenAI-compatible endpoint) cannot be reached,
+    timed out, or kept answering 5xx or 429 through every retry."""
+
+    code = "embedding_provider_unavailable"
+
+
+class EmbeddingProviderError(ModelUnavailable):
+    """A hosted embedding model answered something unusable: malformed JSON, a vector of the
+    wrong size, a request it refused."""
+
+    code = "embedding_provider_error"
+    status = 502
+
+
+class EmbeddingProviderMisconfigured(Misconfigured, ModelUnavailable):
+    """A hosted embedding model refused this process's key (401/403): a setting to fix, never
+    retried."""
+
+    code = "embedding_provider_misconfigured"
+    status = 500
+
+
+class ImageEmbeddingUnsupported(Unsupported):
+    """The configured embedding endpoint embeds texts only."""
+
+    code = "image_embedding_unsupported"

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from lookalike.core.errors import InvalidInput
+from lookalike.core.errors import InvalidInput, ModelUnavailable
 from lookalike.embedding.model_dir import PreprocessConfig
 
 Vectors = NDArray[np.float32]
@@ -32,6 +32,11 @@ class Embedder(ABC):
     # How `preprocess` turns an image into the model input, so that another process can do the
     # same (bulk ingest's worker processes).
     preprocess_config: PreprocessConfig
+    # A late-interaction model (ColPali-style) also embeds each image into one vector per patch
+    # and each text into one per token, matched by MaxSim (`embed_patches`, `embed_text_tokens`);
+    # its `embed_preprocessed` and `embed_texts` give the mean-pooled vectors, for the features
+    # that need one vector per image (duplicates, anomalies, clusters).
+    multivector: bool = False
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> NDArray[np.float32]:
@@ -59,6 +64,21 @@ class Embedder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         """Texts to (N, dim) unit vectors. Raises `TextSearchUnavailable` for image-only models."""
+
+    def embed_patches(self, batch: NDArray[np.float32]) -> tuple[Vectors, NDArray[np.float32]]:
+        """A batch (N, C, H, W) to its pooled (N, dim) unit vectors and its (N, P, dim) patch
+        vectors (unit rows). Late-interaction models only."""
+        raise ModelUnavailable(f"{self.name} embeds one vector per image, not one per patch")
+
+    def embed_text_tokens(self, texts: Sequence[str]) -> list[Vectors]:
+        """Each text to its (T, dim) token vectors (unit rows, padding left out).
+        Late-interaction models only."""
+        raise ModelUnavailable(f"{self.name} embeds one vector per text, not one per token")
+
+    def available(self) -> bool:
+        """False while the model is known to be failing (a hosted model that just failed):
+        a fallback chain then skips it. A model in this process is always available."""
+        return True
 
     def close(self) -> None:
         """Release what the model holds outside this process (a connection pool); the default

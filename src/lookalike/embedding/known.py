@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lookalike.core.config import Settings
 from lookalike.core.errors import ModelUnavailable, UnknownModel
-from lookalike.embedding.model_dir import MANIFEST_NAME, ModelDir, ModelKind
+from lookalike.embedding.model_dir import MANIFEST_NAME, TEXT_KINDS, ModelDir, ModelKind
 from lookalike.embedding.offline import OFFLINE_MODEL_NAME
 
 
@@ -129,7 +129,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
                 name=name,
                 kind=kind,
                 dim=dim,
-                supports_text=kind == "clip",
+                supports_text=kind in TEXT_KINDS,
                 description=description,
                 cached=model_id is not None,
                 path=path,

@@ -4,8 +4,12 @@ what they are, how to feed them and what their bytes hash to.
     <models_dir>/<name>/
         manifest.json
         visual.onnx          (files.visual)
-        textual.onnx         (files.textual, CLIP only)
-        tokenizer.json       (files.tokenizer, CLIP only)
+        textual.onnx         (files.textual: CLIP and late-interaction models)
+        tokenizer.json       (files.tokenizer: CLIP and late-interaction models)
+
+Kinds: `clip` (one vector per image and per text), `image` (one per image, no text tower) and
+`late_interaction` (ColPali-style: the visual graph gives one vector per image patch (N, P, dim),
+the textual graph one per token (N, T, dim), optionally with a `mask` output; matched by MaxSim).
 
 Hashing ~600 MB of CLIP weights on every start would cost seconds, so a directory is hashed once
 and the result recorded in `.verified.json` next to the manifest, keyed by each file's size and
@@ -31,7 +35,9 @@ MANIFEST_NAME = "manifest.json"
 VERIFIED_NAME = ".verified.json"
 FORMAT_VERSION = 1
 
-ModelKind = Literal["clip", "image"]
+ModelKind = Literal["clip", "image", "late_interaction"]
+# Kinds with a text tower (textual graph and tokenizer).
+TEXT_KINDS: frozenset[str] = frozenset({"clip", "late_interaction"})
 ResizeMode = Literal["shortest", "squash", "pad"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 
@@ -131,11 +137,11 @@ class Manifest(BaseModel):
             raise ValueError(
                 f"model_id {self.model_id!r} does not match the weights ({expected!r})"
             )
-        if self.kind == "clip":
+        if self.kind in TEXT_KINDS:
             if self.files.textual is None or self.files.tokenizer is None:
-                raise ValueError("a 'clip' model needs files.textual and files.tokenizer")
+                raise ValueError(f"a {self.kind!r} model needs files.textual and files.tokenizer")
             if self.text is None:
-                raise ValueError("a 'clip' model needs a 'text' section (context_length)")
+                raise ValueError(f"a {self.kind!r} model needs a 'text' section (context_length)")
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -18,10 +18,13 @@ from lookalike.core.errors import EmbedServiceUnavailable, ModelUnavailable, Unk
 from lookalike.embedding.base import Embedder
 from lookalike.embedding.batching import QueryBatcher
 from lookalike.embedding.clip import ClipEmbedder
+from lookalike.embedding.fallback import ChainCollection, built_with, chain_of
 from lookalike.embedding.image_model import DEFAULT_CLIP_MODEL, ImageEmbedder, text_search_hint
 from lookalike.embedding.known import KNOWN_MODELS
+from lookalike.embedding.late_interaction import LateInteractionEmbedder
 from lookalike.embedding.model_cache import ensure_model_dir
 from lookalike.embedding.model_dir import ModelDir
+from lookalike.embedding.providers import is_provider, provider_embedder
 from lookalike.embedding.remote import RemoteEmbedder
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,10 @@ def open_embedder(model_dir: ModelDir, settings: Settings) -> Embedder:
         return ClipEmbedder(
             model_dir, batch_size=settings.embed_batch_size, threads=settings.embed_threads
         )
+    if model_dir.manifest.kind == "late_interaction":
+        return LateInteractionEmbedder(
+            model_dir, batch_size=settings.embed_batch_size, threads=settings.embed_threads
+        )
     return ImageEmbedder(
         model_dir,
         batch_size=settings.embed_batch_size,
@@ -65,6 +72,8 @@ def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
     with `settings.embed_url`, the service's model under the same model id. The caller owns it:
     a long-lived process asks its `Models` instead, which loads each model once."""
     name = name or settings.model
+    if is_provider(name):  # a hosted model (`doubao`, `openai-embed`), wherever we run
+        return provider_embedder(settings, name)
     if settings.embed_url:
         return RemoteEmbedder(settings, name)
     return open_embedder(ensure_model_dir(settings, name), settings)
@@ -134,6 +143,28 @@ class Models:
                 f"{embedder.model_id} is installed; restore that model or re-embed the collection"
             )
         return embedder
+
+    def for_ingest(self, collection: ChainCollection) -> Embedder:
+        """The model new images of `collection` are embedded with: its own, or, for a collection
+        with a fallback chain (`embedding.fallback`), the first model of the chain that loads
+        and is not known to be failing. Raises `ModelUnavailable` when none is left."""
+        chain = chain_of(collection)
+        if not chain:
+            return self.for_collection(collection)
+        problems = []
+        for member in chain:
+            try:
+                embedder = self.for_collection(built_with(collection, member))
+            except ModelUnavailable as exc:
+                problems.append(f"{member.model}: {exc.message}")
+                continue
+            if embedder.available():
+                return embedder
+            problems.append(f"{member.model}: failing, retried later")
+        raise ModelUnavailable(
+            f"no model of collection {collection.name!r}'s fallback chain is available "
+            f"({'; '.join(problems)})"
+        )
 
     def query_batcher(self, collection: BuiltWith) -> QueryBatcher:
         """Embeds search queries for `collection`, batching concurrent ones into one call."""

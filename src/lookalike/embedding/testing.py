@@ -4,6 +4,9 @@ BPE tokenizer, so the whole text and image path runs exactly as it does for the 
     visual:  image (N,3,S,S) -> patchify Conv -> ReLU -> mean over patches -> linear -> (N, dim)
     textual: text (N,L) int64 -> token embedding Gather -> mean over non-pad tokens -> linear
 
+`build_tiny_late_interaction_model` makes its late-interaction (ColPali-style) counterpart, with
+the same tokenizer: the same patches and tokens, each projected to a vector of its own.
+
 Not a model of anything: similar inputs do not get similar vectors beyond what random
 projections preserve. Deterministic for a given seed.
 """
@@ -199,6 +202,147 @@ def build_tiny_clip(
         ),
         text=TextConfig(context_length=context_length, pad_token=PAD),
         source=f"lookalike.embedding.testing.build_tiny_clip(seed={seed}): random weights",
+        licence="Apache-2.0",
+        notes="Test model: real graphs and tokenizer, meaningless weights.",
+    )
+    return out_dir
+
+
+def build_late_interaction_visual_graph(
+    rng: np.random.Generator, *, dim: int, image_size: int, patch: int, width: int
+) -> onnx.ModelProto:
+    """image (N,3,S,S) -> patchify Conv -> ReLU -> (N,P,W) + position embedding -> linear:
+    one `dim`-vector per patch, (N, P, dim), not normalised (the embedder does that)."""
+    patches = (image_size // patch) ** 2
+    scale = 1.0 / np.sqrt(3 * patch * patch)
+    conv_w = (rng.standard_normal((width, 3, patch, patch)) * scale).astype(np.float32)
+    conv_b = (rng.standard_normal(width) * 0.1).astype(np.float32)
+    position = (rng.standard_normal((patches, width)) * 0.1).astype(np.float32)
+    proj = (rng.standard_normal((width, dim)) / np.sqrt(width)).astype(np.float32)
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["image", "patch.w", "patch.b"],
+            ["grid"],
+            kernel_shape=[patch, patch],
+            strides=[patch, patch],
+        ),
+        helper.make_node("Relu", ["grid"], ["act"]),  # (N,W,h,w)
+        helper.make_node("Reshape", ["act", "flat_shape"], ["flat"]),  # (N,W,P)
+        helper.make_node("Transpose", ["flat"], ["rows"], perm=[0, 2, 1]),  # (N,P,W)
+        helper.make_node("Add", ["rows", "position"], ["placed"]),
+        helper.make_node("MatMul", ["placed", "proj"], ["embedding"]),  # (N,P,dim)
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_late_interaction_visual",
+        [
+            helper.make_tensor_value_info(
+                "image", TensorProto.FLOAT, ["batch", 3, image_size, image_size]
+            )
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", patches, dim])],
+        initializer=[
+            _init("patch.w", conv_w),
+            _init("patch.b", conv_b),
+            _init("flat_shape", np.array([0, width, -1], dtype=np.int64)),
+            _init("position", position),
+            _init("proj", proj),
+        ],
+    )
+    return _model(graph)
+
+
+def build_late_interaction_textual_graph(
+    rng: np.random.Generator,
+    *,
+    dim: int,
+    vocab_size: int,
+    context_length: int | None,
+    width: int,
+    pad_id: int,
+    mask_output: bool,
+) -> onnx.ModelProto:
+    """text (N,T) int64 -> token embedding Gather -> linear: one `dim`-vector per position,
+    (N, T, dim), padding included; with `mask_output` also `mask` (N,T), 0 at padding.
+    `context_length` None leaves the sequence length free."""
+    table = rng.standard_normal((vocab_size, width)).astype(np.float32)
+    proj = (rng.standard_normal((width, dim)) / np.sqrt(width)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["token_embedding", "text"], ["tokens"], axis=0),  # (N,T,W)
+        helper.make_node("MatMul", ["tokens", "proj"], ["embedding"]),  # (N,T,dim)
+    ]
+    initializers = [_init("token_embedding", table), _init("proj", proj)]
+    seq: str | int = context_length if context_length is not None else "seq"
+    outputs = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", seq, dim])]
+    if mask_output:
+        nodes += [
+            helper.make_node("Equal", ["text", "pad_id"], ["is_pad"]),
+            helper.make_node("Not", ["is_pad"], ["keep"]),
+            helper.make_node("Cast", ["keep"], ["mask"], to=TensorProto.FLOAT),
+        ]
+        initializers.append(_init("pad_id", np.array(pad_id, dtype=np.int64)))
+        outputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", seq]))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_late_interaction_textual",
+        [helper.make_tensor_value_info("text", TensorProto.INT64, ["batch", seq])],
+        outputs,
+        initializer=initializers,
+    )
+    return _model(graph)
+
+
+def build_tiny_late_interaction_model(
+    out_dir: Path,
+    *,
+    dim: int = 32,
+    name: str = "tiny-late-interaction",
+    image_size: int = 32,
+    patch: int = 8,
+    context_length: int = 16,
+    fixed_length: bool = True,
+    mask_output: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write a complete, valid late-interaction (ColPali-style) model directory to `out_dir`
+    (created) and return it: (image_size / patch)^2 patch vectors per image, one vector per
+    token, the tiny CLIP's tokenizer. `fixed_length` False exports the textual graph with a free
+    sequence length; `mask_output` False leaves its `mask` output out. Random weights."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tokenizer = build_tokenizer(seed=seed)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    pad_id = tokenizer.token_to_id(PAD)
+    assert pad_id is not None
+    visual = build_late_interaction_visual_graph(
+        rng, dim=dim, image_size=image_size, patch=patch, width=48
+    )
+    textual = build_late_interaction_textual_graph(
+        rng,
+        dim=dim,
+        vocab_size=tokenizer.get_vocab_size(),
+        context_length=context_length if fixed_length else None,
+        width=32,
+        pad_id=pad_id,
+        mask_output=mask_output,
+    )
+    onnx.save(visual, str(out_dir / "visual.onnx"))
+    onnx.save(textual, str(out_dir / "textual.onnx"))
+    write_manifest(
+        out_dir,
+        name=name,
+        kind="late_interaction",
+        dim=dim,
+        files={"visual": "visual.onnx", "textual": "textual.onnx", "tokenizer": "tokenizer.json"},
+        preprocess=PreprocessConfig(
+            size=image_size, mean=CLIP_MEAN, std=CLIP_STD, resize_mode="shortest"
+        ),
+        text=TextConfig(context_length=context_length, pad_token=PAD),
+        source=(
+            f"lookalike.embedding.testing.build_tiny_late_interaction_model(seed={seed}): "
+            "random weights"
+        ),
         licence="Apache-2.0",
         notes="Test model: real graphs and tokenizer, meaningless weights.",
     )

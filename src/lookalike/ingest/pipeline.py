@@ -49,6 +49,7 @@ from lookalike.core.errors import (
     ImageTooLarge,
     Infected,
     LookalikeError,
+    ModelUnavailable,
     NotFound,
     VectorStoreUnavailable,
     VirusScannerUnavailable,
@@ -56,6 +57,8 @@ from lookalike.core.errors import (
 from lookalike.core.timing import timed
 from lookalike.embedding.base import Embedder, Vectors
 from lookalike.embedding.crops import crop_tensors, crops_vector_name, uses_crops
+from lookalike.embedding.fallback import has_chain
+from lookalike.embedding.late_interaction import patches_vector_for
 from lookalike.enrichment.queue import StageQueue
 from lookalike.enrichment.runner import EnrichmentRunner
 from lookalike.imaging import sha256_hex
@@ -68,6 +71,7 @@ from lookalike.ingest.prepare import (
     prepare_pixels,
     processes_for,
 )
+from lookalike.ingest.reembed import enqueue_reembed, reembed_target
 from lookalike.ingest.virus import ClamdScanner, quarantine, quarantine_dir
 from lookalike.storage.base import BlobStore
 from lookalike.vectors.base import Point, VectorIndex
@@ -183,6 +187,12 @@ class _Prepared:
     crops: NDArray[np.float16] | None = None
     crops_vector: str | None = None
     crop_vectors: Vectors | None = None
+    # Late-interaction models: the multivector the patch vectors go to, and after inference
+    # the image's (P, dim) patch vectors; the global vector is then their pooled mean.
+    patches_vector: str | None = None
+    patch_vectors: Vectors | None = None
+    # Embedded by a fallback model of the collection's chain: the model id it waits for.
+    reembed_to: str | None = None
 
 
 class _RecordTargets:
@@ -741,13 +751,16 @@ class IngestPipeline:
         item = _Prepared(
             image_id=image_id,
             collection_id=collection.id,
-            vector_name=collection.vector_name,
+            # The model's own vector: with a fallback chain, not always the collection's.
+            vector_name=embedder.vector_name,
             model_id=embedder.model_id,
+            reembed_to=reembed_target(collection, embedder),
             embedder=embedder,
             tensor=tensor,
-            payload=payload,
+            payload={**payload, "model": embedder.model_id},
             crops=crops,
             crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
+            patches_vector=_patches_vector(collection, embedder),
         )
         return IngestResult(file.filename, "added", image_id, record_id, job_id=job_id), item
 
@@ -873,13 +886,20 @@ class IngestPipeline:
                 with timed("ingest", "embed"):
                     stacked = np.concatenate(inputs)
                     step = self.settings.embed_batch_size
-                    vectors = np.concatenate(
-                        [
-                            items[0].embedder.embed_preprocessed(stacked[start : start + step])
-                            for start in range(0, len(stacked), step)
-                        ]
-                    )
+                    if items[0].patches_vector is not None:
+                        vectors = _embed_patches(items, stacked, step)
+                    else:
+                        vectors = np.concatenate(
+                            [
+                                items[0].embedder.embed_preprocessed(stacked[start : start + step])
+                                for start in range(0, len(stacked), step)
+                            ]
+                        )
             except Exception as exc:
+                fallen = self._fall_back(items, exc)
+                if fallen is not None:
+                    out.extend(fallen)
+                    continue
                 log.exception("embedding %d images failed", len(items))
                 out.append((items, exc))
                 continue
@@ -889,6 +909,64 @@ class IngestPipeline:
                     item.crop_vectors = vectors[start : start + len(item.crops)]
                     start += len(item.crops)
             out.append((items, vectors[: len(items)]))
+        return out
+
+    def _fall_back(
+        self, items: list[_Prepared], exc: Exception
+    ) -> list[tuple[list[_Prepared], Vectors | Exception]] | None:
+        """The model of a collection with a fallback chain (`embedding.fallback`) failed: the
+        images are prepared again, from their stored originals, for the next model of the
+        chain that answers, and embedded now, into that model's own named vector. None when
+        the collection has no chain or the failure is not the model's."""
+        if not isinstance(exc, ModelUnavailable):
+            return None
+        with self.catalog.session() as session:
+            collection = session.get(Collection, items[0].collection_id)
+        if collection is None or not has_chain(collection):
+            return None
+        tried = {items[0].model_id}
+        out: list[tuple[list[_Prepared], Vectors | Exception]] = []
+        pending, error = items, exc
+        while pending:
+            log.warning(
+                "%s failed for %d images (%s); trying the next model of the chain",
+                pending[0].model_id,
+                len(pending),
+                error,
+            )
+            fresh: list[_Prepared] = []
+            for item in pending:
+                try:
+                    again = self._reprepare(item.image_id, item.collection_id)
+                except Exception as reason:
+                    out.append(([item], reason))
+                    continue
+                if again is None or again.model_id in tried:
+                    out.append(([item], error))  # deleted meanwhile, or no model left
+                    continue
+                again.done = item.done
+                fresh.append(again)
+            if not fresh:
+                break
+            tried.add(fresh[0].model_id)
+            step = self.settings.embed_batch_size
+            stacked = np.stack([i.tensor for i in fresh])
+            try:
+                with timed("ingest", "embed_fallback"):
+                    vectors = np.concatenate(
+                        [
+                            fresh[0].embedder.embed_preprocessed(stacked[start : start + step])
+                            for start in range(0, len(stacked), step)
+                        ]
+                    )
+            except ModelUnavailable as failed:
+                pending, error = fresh, failed
+                continue
+            except Exception as failed:
+                out.append((fresh, failed))
+                break
+            out.append((fresh, vectors))
+            break
         return out
 
     def _write_loop(self) -> None:
@@ -958,6 +1036,11 @@ class IngestPipeline:
             for image_id in ids:
                 if image_id in alive:
                     StageQueue.enqueue(conn, image_id, collection_id, stages)
+            for item in items:
+                if item.reembed_to is not None and item.image_id in alive:
+                    enqueue_reembed(
+                        conn, item.image_id, collection_id, item.model_id, item.reembed_to
+                    )
         gone = [i for i in ids if i not in alive]
         if gone:
             # Deleted while they were being embedded: their vectors must not outlive them.
@@ -1094,13 +1177,16 @@ class IngestPipeline:
         return _Prepared(
             image_id=image_id,
             collection_id=collection_id,
-            vector_name=collection.vector_name,
+            # The model's own vector: with a fallback chain, not always the collection's.
+            vector_name=embedder.vector_name,
             model_id=embedder.model_id,
+            reembed_to=reembed_target(collection, embedder),
             embedder=embedder,
             tensor=decoded.tensor,
-            payload=payload,
+            payload={**payload, "model": embedder.model_id},
             crops=crops,
             crops_vector=crops_vector_name(collection.vector_name) if crops is not None else None,
+            patches_vector=_patches_vector(collection, embedder),
         )
 
 
@@ -1109,7 +1195,29 @@ def _vectors_of(item: _Prepared, vector: NDArray[np.float32]) -> dict[str, NDArr
     vectors = {item.vector_name: vector}
     if item.crops_vector is not None and item.crop_vectors is not None:
         vectors[item.crops_vector] = item.crop_vectors
+    if item.patches_vector is not None and item.patch_vectors is not None:
+        vectors[item.patches_vector] = item.patch_vectors
     return vectors
+
+
+def _patches_vector(collection: Collection, embedder: Embedder) -> str | None:
+    """Where an image's patch vectors go: a late-interaction collection's multivector, when its
+    own model embeds it (not a one-vector model standing in for it); else None."""
+    if not embedder.multivector or embedder.vector_name != collection.vector_name:
+        return None
+    return patches_vector_for(collection.vector_name, collection.vector_settings)
+
+
+def _embed_patches(items: list[_Prepared], stacked: NDArray[np.float32], step: int) -> Vectors:
+    """A late-interaction model's pooled vectors of `items` (one input each: such collections
+    have no crops), each item's patch vectors set aside on it."""
+    pooled: list[Vectors] = []
+    for start in range(0, len(stacked), step):
+        vectors, patches = items[0].embedder.embed_patches(stacked[start : start + step])
+        pooled.append(vectors)
+        for item, rows in zip(items[start : start + step], patches, strict=True):
+            item.patch_vectors = rows
+    return np.concatenate(pooled)
 
 
 def _yield_to_model() -> None:

@@ -31,7 +31,10 @@ from lookalike.core.errors import (
 )
 from lookalike.dedup.tiers import model_thresholds
 from lookalike.embedding import Models
+from lookalike.embedding.base import Embedder
 from lookalike.embedding.crops import crops_vector_name
+from lookalike.embedding.fallback import CHAIN_KEY, ChainModel, chain_names
+from lookalike.embedding.late_interaction import patches_vector_name
 from lookalike.ingest.payload import PAYLOAD_INDEXES
 from lookalike.ingest.pipeline import (
     IngestFile,
@@ -80,6 +83,9 @@ class VectorOptions:
     use_crops: bool = False
     # OCR after ingest (rag/ocr.py): "pages" without a text layer, "all" images; None: settings.
     ocr: Literal["off", "pages", "all"] | None = None
+    # Models that embed images while the collection's model is down, in order, each into a
+    # named vector of its own (embedding/fallback.py); the same as `model="doubao>clip>offline"`.
+    fallback: tuple[str, ...] = ()
 
 
 def create_collection(
@@ -94,8 +100,17 @@ def create_collection(
     """A new collection embedded with `model` (default: the configured model, or the offline
     fallback when it cannot be had)."""
     _check_name(name)
-    embedder = rt.models.get(model) if model else rt.models.default()
     opts = options or VectorOptions()
+    # A fallback chain (`doubao>clip>offline`): its first model is the collection's.
+    chain = chain_names(rt.settings, model, opts.fallback)
+    model = chain[0] if chain else model
+    embedder = rt.models.get(model) if model else rt.models.default()
+    fallbacks = _fallback_embedders(rt, embedder, chain[1:], opts)
+    if embedder.multivector and opts.use_crops:
+        raise InvalidInput(
+            f"use_crops is for one-vector models: {embedder.name} is a late-interaction model, "
+            "whose patch vectors match parts of images already"
+        )
     index = IndexSettings(
         hnsw_m=opts.hnsw_m or rt.settings.hnsw_m,
         hnsw_ef_construct=opts.hnsw_ef_construct or rt.settings.hnsw_ef_construct,
@@ -117,19 +132,50 @@ def create_collection(
             "distance": "cosine",
             "use_crops": opts.use_crops,
             "ocr": opts.ocr or rt.settings.ocr,
+            # Patch multivectors beside the pooled vector (embedding/late_interaction.py).
+            "late_interaction": embedder.multivector,
         },
     )
+    if fallbacks:
+        collection.vector_settings[CHAIN_KEY] = [
+            ChainModel(e.name, e.model_id, e.vector_name, e.dim).to_json()
+            for e in (embedder, *fallbacks)
+        ]
     try:
         with rt.catalog.session() as session:
             session.add(collection)
     except IntegrityError:
         raise Conflict(f"a collection named {name!r} exists already") from None
     specs = [VectorSpec(name=embedder.vector_name, dim=embedder.dim)]
+    specs += [VectorSpec(name=e.vector_name, dim=e.dim) for e in fallbacks]
     if opts.use_crops:
         crops = crops_vector_name(embedder.vector_name)
         specs.append(VectorSpec(name=crops, dim=embedder.dim, multivector=True))
+    if embedder.multivector:
+        patches = patches_vector_name(embedder.vector_name)
+        specs.append(VectorSpec(name=patches, dim=embedder.dim, multivector=True))
     rt.vectors.create_collection(collection.id, specs, index, PAYLOAD_INDEXES)
     return collection
+
+
+def _fallback_embedders(
+    rt: Services, first: Embedder, names: Sequence[str], opts: VectorOptions
+) -> list[Embedder]:
+    """The fallback models of a new chain, loaded (a model that cannot be had fails the
+    creation now rather than the first outage later)."""
+    if not names:
+        return []
+    if opts.use_crops:
+        raise InvalidInput("use_crops cannot be combined with a fallback chain")
+    embedders = [rt.models.get(n) for n in names]
+    for embedder in (first, *embedders):
+        if embedder.multivector:
+            raise InvalidInput(
+                f"{embedder.name} is a late-interaction model, which a fallback chain cannot hold"
+            )
+    if len({e.vector_name for e in (first, *embedders)}) != len(embedders) + 1:
+        raise InvalidInput("the models of a fallback chain must be different models")
+    return embedders
 
 
 def get_or_create_collection(rt: Services, tenant: str, name: str) -> Collection:

@@ -27,10 +27,12 @@ from lookalike.catalog.repository import get_collection, get_image, record_summa
 from lookalike.core.errors import CollectionNotFound, InvalidInput, TextSearchUnavailable
 from lookalike.core.timing import timed
 from lookalike.embedding.crops import crops_vector_name, uses_crops
+from lookalike.embedding.late_interaction import patches_vector_for
 from lookalike.imaging import decode_image, phash_hex
 from lookalike.imaging.phash_index import MAX_GATE, candidate_filter, within
 from lookalike.records.service import Services
 from lookalike.search.cache import CacheLookup, SearchKey, search_cache_of
+from lookalike.search.fallback import searched_as
 from lookalike.search.filters import SearchFilters
 from lookalike.search.relevance import QueryKind, relevance_cutoff
 from lookalike.vectors.base import Filter, HasId, Hit
@@ -49,8 +51,9 @@ Side = Literal["keyword", "vector"]
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One hit. `score` is the cosine similarity in `vector` mode and the reciprocal-rank-fusion
-    score in `keyword` and `hybrid` mode; `matched` names the sides that found it."""
+    """One hit. `score` is the cosine similarity in `vector` mode (for a late-interaction model,
+    the mean MaxSim over the query's rows) and the reciprocal-rank-fusion score in `keyword` and
+    `hybrid` mode; `matched` names the sides that found it."""
 
     image_id: str
     record_id: str
@@ -231,6 +234,8 @@ def _vector_hits(
     """The vector engine's ranked hits (from the cache when it has them): `search_similar` in
     vector mode, before the catalog names them. Only vector rankings are ever cached: a keyword
     ranking reads catalog text, which no vector write versions."""
+    # With a fallback chain: as the model of its most complete named vector (search/fallback.py).
+    collection = searched_as(rt.catalog, collection, image_id=image_id)
     cache = search_cache_of(rt.vectors)
     cached: CacheLookup | None = None
     if cache is not None:
@@ -256,7 +261,13 @@ def _vector_hits(
 
     query: NDArray[np.float32]
     query_phash: str | None = None
-    if text is not None:
+    # A late-interaction collection is searched by its patch multivectors, with a multivector
+    # query: a text's token vectors, an image's patch vectors.
+    patches = patches_vector_for(collection.vector_name, collection.vector_settings)
+    if text is not None and patches is not None:
+        with timed("search", "embed"):
+            query = rt.models.for_collection(collection).embed_text_tokens([text])[0]
+    elif text is not None:
         with timed("search", "embed"):
             query = rt.models.query_batcher(collection).embed_text(text)
     elif image_bytes is not None:
@@ -270,7 +281,11 @@ def _vector_hits(
                 reduce_for=batcher.embedder.input_size,
             )
         with timed("search", "embed"):
-            query = batcher.embed_image(decoded.image)
+            if patches is not None:
+                embedder = batcher.embedder
+                query = embedder.embed_patches(embedder.preprocess(decoded.image)[None])[1][0]
+            else:
+                query = batcher.embed_image(decoded.image)
         if phash_gate is not None:
             query_phash = phash_hex(decoded.image)
     else:
@@ -281,9 +296,10 @@ def _vector_hits(
                 points = rt.vectors.retrieve(collection.id, [image_id], with_vectors=True)
             except InvalidInput:  # not even a well-formed id
                 points = []
-        if not points or collection.vector_name not in points[0].vectors:
+        stored = patches or collection.vector_name
+        if not points or stored not in points[0].vectors:
             _explain_missing_vector(rt, tenant, collection, image_id)
-        query = points[0].vectors[collection.vector_name]
+        query = points[0].vectors[stored]
         query_phash = points[0].payload.get("phash")
         if phash_gate is not None and not query_phash:
             raise InvalidInput(f"image {image_id!r} has no pHash to gate on")
@@ -307,6 +323,7 @@ def _vector_hits(
             collection,
             query,
             crops_vector,
+            patches_vector=patches,
             # The chunk filter admits some hashes beyond the gate: fetch extra, check exactly.
             limit=(offset + limit) * 4 + 16 if gated else limit,
             offset=0 if gated else offset,
@@ -583,12 +600,14 @@ def _ranked_hits(
     query: NDArray[np.float32],
     crops_vector: str | None,
     *,
+    patches_vector: str | None = None,
     limit: int,
     offset: int,
     query_filter: Filter | None,
     score_threshold: float | None,
 ) -> list[Hit]:
-    """Hits by the global vector, or, with `crops_vector`, by the better of global and crops."""
+    """Hits by the global vector, or, with `crops_vector`, by the better of global and crops;
+    with `patches_vector`, by MaxSim of the multivector `query` against the patches."""
 
     def search(vector_name: str, count: int, skip: int) -> list[Hit]:
         return rt.vectors.search(
@@ -603,6 +622,22 @@ def _ranked_hits(
             with_payload=True,
         )
 
+    if patches_vector is not None:
+        # The engines sum MaxSim over the query's rows; a hit scores their mean, which lies in
+        # [-1, 1] like a cosine (embedding/late_interaction.py), and so does the threshold.
+        rows = len(query)
+        found = rt.vectors.search(
+            collection.id,
+            patches_vector,
+            query,
+            limit=limit,
+            offset=offset,
+            query_filter=query_filter,
+            score_threshold=None if score_threshold is None else score_threshold * rows,
+            ef=rt.settings.hnsw_ef,
+            with_payload=True,
+        )
+        return [Hit(h.id, h.score / rows, h.payload) for h in found]
     if crops_vector is None:
         return search(collection.vector_name, limit, offset)
     # A point in the merged top n scores best in one of the two lists, and fewer than n points
