@@ -11,6 +11,7 @@ Without the browser or a built web app (`make web`) the tests skip, unless WEB_E
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backends.llm import LlmServer
 from lookalike.auth.tokens import create_token
 from lookalike.core.config import Settings
 from support import free_port, make_settings, stop_process, wait_until
@@ -67,32 +69,34 @@ class Server:
         )
 
 
-@pytest.fixture(scope="session")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
+@contextlib.contextmanager
+def _serve(
+    data_dir: Path,
     models_dir: Path,
-    tiny_clip: str,
+    model: str,
     web_dist: Path,
-    out_dir: Path,
+    log_path: Path,
+    **extra_env: str,
 ) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("e2e-data")
+    """`lookalike serve` on `data_dir` until the block ends; `extra_env` adds LOOKALIKE_*
+    variables (a chat model, for one)."""
     port = free_port()
     settings = make_settings(
-        data_dir, models_dir, model=tiny_clip, auth="on", secret_key=SECRET, web_dir=web_dist
+        data_dir, models_dir, model=model, auth="on", secret_key=SECRET, web_dir=web_dist
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
     env.update(
         LOOKALIKE_DATA_DIR=str(data_dir),
         LOOKALIKE_MODEL_CACHE_DIR=str(models_dir),
-        LOOKALIKE_MODEL=tiny_clip,
+        LOOKALIKE_MODEL=model,
         LOOKALIKE_MODEL_DOWNLOAD="false",
         LOOKALIKE_AUTH="on",
         LOOKALIKE_SECRET_KEY=SECRET,
         LOOKALIKE_WEB_DIR=str(web_dist),
         LOOKALIKE_LOG_FORMAT="text",
         LOOKALIKE_EMBED_THREADS="1",
+        **extra_env,
     )
-    log_path = out_dir.parent / "e2e-server.log"
     lookalike = Path(sys.executable).with_name("lookalike")
     command = [str(lookalike) if lookalike.exists() else "lookalike", "serve"]
     with log_path.open("wb") as log:
@@ -120,6 +124,45 @@ def server(
             yield Server(url, settings)
         finally:
             stop_process(proc, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    tiny_clip: str,
+    web_dist: Path,
+    out_dir: Path,
+) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("e2e-data")
+    with _serve(data_dir, models_dir, tiny_clip, web_dist, out_dir.parent / "e2e-server.log") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def answering_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    tiny_clip: str,
+    web_dist: Path,
+    out_dir: Path,
+    llm_server: LlmServer,
+) -> Iterator[Server]:
+    """A server of its own whose Ask answers with a real chat model (tests/backends/llm.py),
+    deterministic and short as tests/rag/test_ask.py has it."""
+    data_dir = tmp_path_factory.mktemp("e2e-ask-data")
+    with _serve(
+        data_dir,
+        models_dir,
+        tiny_clip,
+        web_dist,
+        out_dir.parent / "e2e-ask-server.log",
+        LOOKALIKE_LLM_URL=llm_server.url,
+        LOOKALIKE_LLM_MODEL=llm_server.model,
+        LOOKALIKE_LLM_TEMPERATURE="0",
+        LOOKALIKE_LLM_MAX_ANSWER_TOKENS="40",
+    ) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import { ErrorState } from "./components/ui";
 import { CollectionProvider } from "./lib/collection";
 import { SessionProvider, useSession } from "./lib/session";
 import { AnomaliesPage } from "./pages/Anomalies";
+import { AskPage } from "./pages/Ask";
 import { CollectionsPage } from "./pages/Collections";
 import { DedupPage } from "./pages/Dedup";
 import { NotFoundPage } from "./pages/NotFound";
@@ -91,6 +92,7 @@ export function AppRoutes() {
         <Route path="/records/:recordId" element={<RecordEditorPage />} />
         <Route path="/upload" element={<UploadPage />} />
         <Route path="/search" element={<SearchPage />} />
+        <Route path="/ask" element={<AskPage />} />
         <Route path="/dedup" element={<DedupPage />} />
         <Route path="/anomalies" element={<AnomaliesPage />} />
         <Route path="*" element={<NotFoundPage />} />

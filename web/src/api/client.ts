@@ -83,6 +83,31 @@ export async function request<T>(
   return parsed as T;
 }
 
+/**
+ * POST `body` and return the response unread, for an answer that streams (server-sent events).
+ * Same auth and errors as `request`: a failure before the stream begins is an `ApiError`.
+ */
+export async function postForStream(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
+  const response = await fetch(new URL(path, origin()), {
+    method: "POST",
+    headers: { Accept: "text/event-stream, application/json", "Content-Type": "application/json", ...authHeaders() },
+    body: JSON.stringify(body),
+    signal: signal ?? null,
+  });
+  if (response.status === 401) notifyUnauthorized();
+  if (!response.ok) {
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // a plain-text error body is used as it is
+    }
+    throw ApiError.from(response.status, parsed);
+  }
+  return response;
+}
+
 /** `path` on this server as a full URL (for copying, sharing). */
 export function absoluteUrl(path: string): string {
   return new URL(path, origin()).toString();

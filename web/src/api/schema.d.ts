@@ -811,6 +811,37 @@ export interface components {
              */
             ood: number | null;
         };
+        /** AskRequest */
+        AskRequest: {
+            /**
+             * Collection
+             * @description Collection id or name.
+             */
+            collection: string;
+            /** @default null */
+            filter?: components["schemas"]["SearchFilters"] | null;
+            /**
+             * K
+             * @description How many pages or images to retrieve.
+             * @default 5
+             */
+            k?: number;
+            /**
+             * Mode
+             * @description How the pages are retrieved, as in /api/search/similar.
+             * @default hybrid
+             * @enum {string}
+             */
+            mode?: "vector" | "keyword" | "hybrid";
+            /** Question */
+            question: string;
+            /**
+             * Stream
+             * @description Answer as server-sent events: `sources` (the retrieval, at once), `delta` (`{text}`, each piece of the answer), then `done` (the whole AskResponse with its citations), or `error` (`{error: {code, message}}`) if the model fails half-way.
+             * @default false
+             */
+            stream?: boolean;
+        };
         /** AskResponse */
         AskResponse: {
             /**
@@ -1933,7 +1964,11 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AskRequest"];
+            };
+        };
         responses: {
             /** @description The answer (JSON), or with `stream: true` server-sent events. */
             200: {

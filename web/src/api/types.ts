@@ -25,6 +25,10 @@ export type Feedback = Schemas["FeedbackOut"];
 export type FeedbackPage = Schemas["FeedbackPage"];
 export type FeedbackAction = Schemas["FeedbackCreate"]["action"];
 export type PresignOut = Schemas["PresignOut"];
+export type AskRequest = Schemas["AskRequest"];
+export type AskResponse = Schemas["AskResponse"];
+export type AskSource = Schemas["AskSourceOut"];
+export type Citation = Schemas["CitationOut"];
 
 // --- duplicates -------------------------------------------------------------------
 

@@ -14,6 +14,9 @@ export const IMAGE_TYPES = {
   "image/heif": [".heif"],
 };
 
+/** Images, and PDFs: a PDF becomes a record of its own, an image per page. */
+export const IMAGE_AND_PDF_TYPES = { ...IMAGE_TYPES, "application/pdf": [".pdf"] };
+
 export function Dropzone({
   onFiles,
   onRejected,
@@ -23,6 +26,7 @@ export function Dropzone({
   compact = false,
   disabled = false,
   inputLabel,
+  accept = IMAGE_TYPES,
 }: {
   onFiles: (files: File[]) => void;
   onRejected?: (rejections: FileRejection[]) => void;
@@ -33,6 +37,8 @@ export function Dropzone({
   disabled?: boolean;
   /** The accessible name of the hidden file input (tests and screen readers find it by it). */
   inputLabel?: string;
+  /** What the picker offers, by MIME type and extension. */
+  accept?: Record<string, string[]>;
 }) {
   const { getRootProps, getInputProps, isDragActive } = useDropzone({
     onDrop: (accepted, rejected) => {
@@ -40,7 +46,7 @@ export function Dropzone({
       if (rejected.length) onRejected?.(rejected);
     },
     // The server decides what is an image (by content); the browser only filters the picker.
-    accept: IMAGE_TYPES,
+    accept,
     multiple,
     disabled,
   });

@@ -1,6 +1,6 @@
 /** The frame of every signed-in view: sidebar navigation, collection picker, tenant, sign-out. */
 import { clsx } from "clsx";
-import { Copy, FolderOpen, LogOut, Menu, ScanSearch, ShieldAlert, Upload, X } from "lucide-react";
+import { Copy, FolderOpen, LogOut, Menu, MessageSquareText, ScanSearch, ShieldAlert, Upload, X } from "lucide-react";
 import { useState } from "react";
 import { NavLink, Outlet, useLocation } from "react-router-dom";
 
@@ -13,6 +13,7 @@ const NAV = [
   { to: "/collections", label: "Collections", icon: FolderOpen },
   { to: "/upload", label: "Upload", icon: Upload },
   { to: "/search", label: "Search", icon: ScanSearch },
+  { to: "/ask", label: "Ask", icon: MessageSquareText },
   { to: "/dedup", label: "Dedup", icon: Copy },
   { to: "/anomalies", label: "Anomalies", icon: ShieldAlert },
 ];

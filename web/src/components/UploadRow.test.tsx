@@ -4,6 +4,8 @@ import { describe, expect, it } from "vitest";
 import { mockApi } from "@/test/api";
 import { renderWithProviders } from "@/test/render";
 
+import type { UploadProgress } from "@/lib/upload";
+
 import { UploadRow } from "./UploadRow";
 
 const file = new File([new Uint8Array(2048)], "shoe.jpg", { type: "image/jpeg" });
@@ -134,5 +136,45 @@ describe("UploadRow", () => {
       />,
     );
     expect(screen.getByTestId("verdict")).toHaveTextContent("Similar to Red sneaker");
+  });
+
+  describe("a PDF", () => {
+    const pdf = new File([new Uint8Array(4096)], "bridges.pdf", { type: "application/pdf" });
+    const added = { filename: "bridges.pdf", status: "added" as const, image_id: "P1", record_id: "R9", job_id: "J9" };
+
+    it("shows the bytes going up, then each page embedded, then done", () => {
+      const step = (progress: UploadProgress) => renderWithProviders(<UploadRow file={pdf} progress={progress} />).unmount;
+
+      let unmount = step({ phase: "uploading", sent: 0.5 });
+      expect(screen.getByRole("progressbar", { name: "Upload of bridges.pdf" })).toHaveAttribute("aria-valuenow", "50");
+      unmount();
+
+      unmount = step({ phase: "embedding", sent: 1, result: added });
+      expect(screen.getByTestId("page-progress")).toHaveTextContent("Reading the pages");
+      unmount();
+
+      unmount = step({ phase: "embedding", sent: 1, result: added, pages: { embedded: 1, failed: 0, total: 3 } });
+      expect(screen.getByTestId("page-progress")).toHaveTextContent("page 1 of 3 embedded");
+      expect(screen.getByRole("progressbar", { name: "Pages of bridges.pdf" })).toHaveAttribute("aria-valuenow", "33");
+      expect(screen.getByTestId("upload-row")).toHaveAttribute("data-phase", "embedding");
+      unmount();
+
+      step({ phase: "done", sent: 1, result: added, pages: { embedded: 3, failed: 0, total: 3 } });
+      expect(screen.getByTestId("page-progress")).toHaveTextContent("Added: 3 of 3 pages embedded");
+      expect(screen.queryByRole("progressbar")).not.toBeInTheDocument();
+      expect(screen.getByRole("link", { name: "open record" })).toHaveAttribute("href", "/records/R9");
+      expect(screen.getByTestId("upload-row")).toHaveAttribute("data-phase", "done");
+    });
+
+    it("counts the pages that failed", () => {
+      renderWithProviders(<UploadRow file={pdf} progress={{ phase: "done", sent: 1, result: added, pages: { embedded: 2, failed: 1, total: 3 } }} />);
+      expect(screen.getByTestId("page-progress")).toHaveTextContent("Added: 2 of 3 pages embedded1 failed");
+    });
+
+    it("gives the server's reason for a PDF it cannot read", () => {
+      renderWithProviders(<UploadRow file={pdf} progress={{ phase: "failed", sent: 0, error: "the PDF is encrypted" }} />);
+      expect(screen.getByText("the PDF is encrypted")).toBeInTheDocument();
+      expect(screen.getByTestId("upload-row")).toHaveAttribute("data-status", "failed");
+    });
   });
 });

@@ -1,4 +1,4 @@
-/** The collection the Upload, Search, Dedup and Anomalies views work on, picked in the header. */
+/** The collection the Upload, Search, Ask, Dedup and Anomalies views work on, picked in the header. */
 import { createContext, useCallback, useContext, useMemo, useState, type ReactNode } from "react";
 
 import { useCollections } from "@/api/queries";

@@ -1,10 +1,12 @@
 /**
  * One browser upload, the way the API wants it from a browser: presign, PUT the bytes to the
- * signed URL (with progress), ingest by key, then follow the embedding job.
+ * signed URL (with progress), ingest by key, then follow the embedding job. A PDF goes the same
+ * way and becomes one record, an image per page; its pages are followed on the record, since
+ * the ingest answers with the first page's job only.
  */
 import { api, unwrap } from "@/api/client";
 import { ApiError } from "@/api/errors";
-import type { IngestResult, Job } from "@/api/types";
+import type { CatalogRecord, IngestResult, Job } from "@/api/types";
 
 export type UploadPhase = "queued" | "uploading" | "ingesting" | "embedding" | "done" | "failed";
 
@@ -14,7 +16,19 @@ export interface UploadProgress {
   sent: number;
   result?: IngestResult;
   job?: Job;
+  /** A PDF's pages, once it is a record: how many are embedded (or failed) of how many. */
+  pages?: PageProgress;
   error?: string;
+}
+
+export interface PageProgress {
+  embedded: number;
+  failed: number;
+  total: number;
+}
+
+export function isPdf(file: File): boolean {
+  return file.type === "application/pdf" || /\.pdf$/i.test(file.name);
 }
 
 /** Where a file stands in a batch's summary: each file is in exactly one of these, so the counts
@@ -125,6 +139,11 @@ export async function uploadImage(
     return state;
   }
   set({ phase: "embedding", result });
+  if (isPdf(file) && result.record_id) {
+    const pages = await followDocument(result.record_id, (p) => set({ pages: p }), options);
+    set({ phase: "done", pages });
+    return state;
+  }
   for (;;) {
     if (options.signal?.aborted) throw new DOMException("upload cancelled", "AbortError");
     const job = await unwrap(api.GET("/api/jobs/{job_id}", { params: { path: { job_id: result.job_id } } }));
@@ -133,6 +152,32 @@ export async function uploadImage(
       return state;
     }
     set({ job });
+    await sleep(options.pollMs ?? 700);
+  }
+}
+
+/** Where a document's pages stand: its images are all made at ingest (pending), then each is
+ * embedded or fails. */
+export function pageProgress(record: CatalogRecord): PageProgress {
+  const pageCount = record.metadata.page_count;
+  const embedded = record.images.filter((i) => i.status === "embedded").length;
+  const failed = record.images.filter((i) => i.status === "failed").length;
+  const total = typeof pageCount === "number" ? Math.max(pageCount, record.images.length) : record.images.length;
+  return { embedded, failed, total };
+}
+
+/** Poll the record of an ingested PDF until none of its page images waits any more. */
+export async function followDocument(
+  recordId: string,
+  report: (pages: PageProgress) => void,
+  options: Pick<UploadOptions, "signal" | "pollMs"> = {},
+): Promise<PageProgress> {
+  for (;;) {
+    if (options.signal?.aborted) throw new DOMException("upload cancelled", "AbortError");
+    const record = (await unwrap(api.GET("/api/records/{record_id}", { params: { path: { record_id: recordId } } }))) as CatalogRecord;
+    const pages = pageProgress(record);
+    report(pages);
+    if (record.images.length > 0 && record.images.every((i) => i.status !== "pending")) return pages;
     await sleep(options.pollMs ?? 700);
   }
 }

@@ -6,7 +6,7 @@ import { toast } from "sonner";
 
 import { errorMessage } from "@/api/errors";
 import { keys } from "@/api/queries";
-import { Dropzone } from "@/components/Dropzone";
+import { Dropzone, IMAGE_AND_PDF_TYPES } from "@/components/Dropzone";
 import { TagInput } from "@/components/TagInput";
 import { UploadRow } from "@/components/UploadRow";
 import { Badge, Button, Card, EmptyState, PageHeader } from "@/components/ui";
@@ -73,14 +73,22 @@ export function UploadPage() {
         title="Upload"
         description={
           <>
-            Into <span className="font-medium text-slate-800">{collection?.name ?? "…"}</span>: one record per file, named after it.
+            Into <span className="font-medium text-slate-800">{collection?.name ?? "…"}</span>: one record per file, named after it; a PDF is one
+            record with an image per page.
             Files are checked by content; exact copies are reported, not stored twice.
           </>
         }
       />
       <div className="grid gap-6 lg:grid-cols-[minmax(0,1fr)_20rem]">
         <div className="space-y-4">
-          <Dropzone onFiles={(files) => void start(files)} label="Drop many images here, or click to choose" inputLabel="Choose images to upload" disabled={!collection} />
+          <Dropzone
+            onFiles={(files) => void start(files)}
+            label="Drop many images or PDFs here, or click to choose"
+            hint="JPEG, PNG, WebP, GIF, AVIF, HEIC or PDF"
+            inputLabel="Choose images to upload"
+            accept={IMAGE_AND_PDF_TYPES}
+            disabled={!collection}
+          />
           {items.length > 0 && (
             <Card>
               <div className="flex flex-wrap items-center gap-2 border-b border-slate-100 px-4 py-3 text-sm" aria-live="polite" data-testid="upload-summary">

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.deps import Caller, Runtime
+from lookalike.api.forms import openapi_body
 from lookalike.api.schemas import AskRequest, AskResponse, AskSourceOut, CitationOut
 from lookalike.core.errors import LookalikeError
 from lookalike.rag.ask import (
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/api", tags=["ask"])
 
 @router.post(
     "/ask",
+    openapi_extra=openapi_body(json_model=AskRequest),
     responses={
         200: {
             "description": "The answer (JSON), or with `stream: true` server-sent events.",
