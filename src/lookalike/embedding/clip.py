@@ -19,6 +19,18 @@ from lookalike.embedding.sessions import OrtSession
 MAX_TEXT_CHARS = 4096
 
 
+def check_texts(texts: Sequence[str], what: str) -> None:
+    """Texts a model can take: a list of strings, none over MAX_TEXT_CHARS."""
+    if isinstance(texts, str):
+        # A bare string is a sequence of characters; embedding each one is never the intent.
+        raise InvalidInput(f"{what} takes a list of strings, not a string")
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidInput(f"texts must be strings, got {type(text).__name__}")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"text is longer than {MAX_TEXT_CHARS} characters")
+
+
 class ClipEmbedder(ImageEmbedder):
     """A model directory of kind "clip". Images go through the visual graph (as `ImageEmbedder`),
     texts through the tokenizer and the textual graph; both are loaded lazily and independently,
@@ -76,11 +88,7 @@ class ClipEmbedder(ImageEmbedder):
 
     def tokenize(self, texts: Sequence[str]) -> NDArray[np.int64]:
         """Texts to a (N, context_length) int64 array of token ids, padded and truncated."""
-        for text in texts:
-            if not isinstance(text, str):
-                raise InvalidInput(f"texts must be strings, got {type(text).__name__}")
-            if len(text) > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text is longer than {MAX_TEXT_CHARS} characters")
+        check_texts(texts, "tokenize")
         tokenizer, _ = self._text_parts()
         encodings = tokenizer.encode_batch(list(texts))
         return np.asarray([e.ids for e in encodings], dtype=np.int64).reshape(
@@ -88,9 +96,7 @@ class ClipEmbedder(ImageEmbedder):
         )
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            # A bare string is a sequence of characters; embedding each one is never the intent.
-            raise InvalidInput("embed_texts takes a list of strings, not a string")
+        check_texts(texts, "embed_texts")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = self.tokenize(texts)

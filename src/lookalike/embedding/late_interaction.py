@@ -30,7 +30,7 @@ from tokenizers import Tokenizer
 
 from lookalike.core.errors import InvalidInput, ModelUnavailable
 from lookalike.embedding.base import Vectors
-from lookalike.embedding.clip import MAX_TEXT_CHARS
+from lookalike.embedding.clip import check_texts
 from lookalike.embedding.image_model import ImageEmbedder, l2_normalise
 from lookalike.embedding.model_dir import ModelDir
 from lookalike.embedding.sessions import OrtSession
@@ -160,14 +160,7 @@ class LateInteractionEmbedder(ImageEmbedder):
         return tokenizer
 
     def embed_text_tokens(self, texts: Sequence[str]) -> list[Vectors]:
-        if isinstance(texts, str):
-            # A bare string is a sequence of characters; embedding each one is never the intent.
-            raise InvalidInput("embed_text_tokens takes a list of strings, not a string")
-        for text in texts:
-            if not isinstance(text, str):
-                raise InvalidInput(f"texts must be strings, got {type(text).__name__}")
-            if len(text) > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text is longer than {MAX_TEXT_CHARS} characters")
+        check_texts(texts, "embed_text_tokens")
         tokenizer, session = self._text_parts()
         output = "embedding" if "embedding" in session.output_names else session.output_names[0]
         outputs = [output, "mask"] if "mask" in session.output_names else [output]
