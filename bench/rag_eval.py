@@ -311,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth="off",
             # A pretrained model writes on to the limit: the fact comes first, or not at all.
             llm_max_answer_tokens=64,
+            # Only OCR matters here; without image-only pages the enrichment stages (NSFW,
+            # duplicates, outliers) would only compete with the measurements.
+            enrichment=n_raster > 0,
             _env_file=None,
         )
         with Lookalike(settings) as rt:
