@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rt.ingest.wait_idle()
             filler_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            if not rt.enrichment.wait_idle(timeout=args.ocr_timeout):
+            if rt.enrichment.running and not rt.enrichment.wait_idle(timeout=args.ocr_timeout):
                 print("warning: OCR did not finish within --ocr-timeout", file=sys.stderr)
             ocr_s = time.perf_counter() - t1
 
