@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--llm-url", help="an OpenAI-compatible chat endpoint (.../v1)")
     parser.add_argument("--llm-model", help="the model name it serves")
     parser.add_argument("--answer-questions", type=int, default=40)
+    parser.add_argument("--answer-k", type=int, default=TOP_K, help="pages given to the model")
     parser.add_argument("--latency-questions", type=int, default=100)
     args = parser.parse_args(argv)
 
@@ -383,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     for page, i in sample:
                         t = time.perf_counter()
-                        result = ask(rt, "default", coll.id, page.questions()[i], chat, k=TOP_K)
+                        question = page.questions()[i]
+                        result = ask(rt, "default", coll.id, question, chat, k=args.answer_k)
                         answer_s.append(time.perf_counter() - t)
                         ok = page.answers()[i] in (result.answer or "")
                         right.setdefault(KINDS[page.rasterised], []).append(ok)
@@ -435,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, oks in sorted(right.items()):
             print(
                 f"answer accuracy ({kind}): {sum(oks)}/{len(oks)} = {sum(oks) / len(oks):.3f} "
-                f"(the exact number in the answer; model {chat.model if chat else '-'})"
+                f"(the exact number in the answer; {args.answer_k} pages given to "
+                f"{chat.model if chat else '-'})"
             )
         answer_s.sort()
         print(f"ask with the model: p50 {percentile(answer_s, 50):.2f} s per question")

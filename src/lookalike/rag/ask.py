@@ -30,6 +30,7 @@ from lookalike.imaging import decode_stored
 from lookalike.rag.chat import ChatModel, ChatStream, Message
 from lookalike.records.service import Services, find_collection
 from lookalike.search.filters import SearchFilters
+from lookalike.search.relevance import relevance_cutoff
 from lookalike.search.service import SearchMode, SearchResult, search_with_mode
 
 MAX_QUESTION_CHARS = 2_000
@@ -144,6 +145,8 @@ def retrieve(
     if not 1 <= k <= MAX_K:
         raise InvalidInput(f"k must be between 1 and {MAX_K}")
     collection = find_collection(rt, tenant, collection_ref)
+    # As in search: vector hits below the model's relevance cut-off are not matches, and a
+    # page that is no match only costs context (in hybrid mode the cut-off is the vector side's).
     result: SearchResult = search_with_mode(
         rt,
         tenant,
@@ -153,6 +156,7 @@ def retrieve(
         filters=filters,
         include_payload=True,
         mode=mode,
+        score_threshold=None if mode == "keyword" else relevance_cutoff(collection, "text"),
     )
     with timed("ask", "catalog"), rt.catalog.session() as session:
         ids = [h.image_id for h in result.hits]
