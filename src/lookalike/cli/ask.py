@@ -39,7 +39,7 @@ def ask(
 ) -> None:
     """Answer QUESTION from the collection's documents and images (LOOKALIKE_LLM_URL and
     LOOKALIKE_LLM_MODEL name the chat model; without them, the retrieved pages are listed)."""
-    from lookalike.rag.ask import AskResult, finish, open_answer, retrieve, without_answer
+    from lookalike.rag.ask import AskResult, finish, open_answer, retrieve, where, without_answer
     from lookalike.search.service import SEARCH_MODES
 
     if mode not in SEARCH_MODES:
@@ -85,18 +85,16 @@ def ask(
     if result.citations:
         console.print("\nSources cited:")
         for c in result.citations:
-            where = f"{c.name}, page {c.page}" if c.page else c.name
             console.print(
-                f"  [{c.source}] {where} (image {c.image_id}): {c.text}",
+                f"  [{c.source}] {where(c)} (image {c.image_id}): {c.text}",
                 markup=False,
                 highlight=False,
             )
     elif result.answer is None:
         console.print("Retrieved:")
         for s in result.sources:
-            where = f"{s.name}, page {s.page}" if s.page else s.name
             console.print(
-                f"  [{s.number}] {where} (image {s.image_id}, score {s.score:.4f})",
+                f"  [{s.number}] {where(s)} (image {s.image_id}, score {s.score:.4f})",
                 markup=False,
                 highlight=False,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +14,19 @@ from lookalike.core.errors import InvalidInput, ModelUnavailable
 from lookalike.embedding.model_dir import PreprocessConfig
 
 Vectors = NDArray[np.float32]
+
+
+class BuiltWith(Protocol):
+    """What a collection records of its model (`catalog.Collection` has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def model_id(self) -> str: ...
 
 
 class Embedder(ABC):

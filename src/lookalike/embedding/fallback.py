@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from lookalike.core.config import Settings
 from lookalike.core.errors import InvalidInput
+from lookalike.embedding.base import BuiltWith
 from lookalike.embedding.image_model import DEFAULT_CLIP_MODEL
 from lookalike.embedding.providers import is_provider
 
@@ -34,17 +35,8 @@ class HasVectorSettings(Protocol):
     def vector_settings(self) -> dict[str, Any]: ...
 
 
-class ChainCollection(HasVectorSettings, Protocol):
+class ChainCollection(BuiltWith, HasVectorSettings, Protocol):
     """What a collection records of its models (`catalog.Collection` has it)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def model_id(self) -> str: ...
 
 
 @dataclass(frozen=True)

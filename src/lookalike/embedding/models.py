@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
 
 from lookalike.core.config import Settings
 from lookalike.core.errors import EmbedServiceUnavailable, ModelUnavailable, UnknownModel
-from lookalike.embedding.base import Embedder
+from lookalike.embedding.base import BuiltWith, Embedder
 from lookalike.embedding.batching import QueryBatcher
 from lookalike.embedding.clip import ClipEmbedder
 from lookalike.embedding.fallback import ChainCollection, built_with, chain_of
@@ -28,19 +27,6 @@ from lookalike.embedding.providers import is_provider, provider_embedder
 from lookalike.embedding.remote import RemoteEmbedder
 
 log = logging.getLogger(__name__)
-
-
-class BuiltWith(Protocol):
-    """What a collection records of its model (`catalog.Collection` has it)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def model_id(self) -> str: ...
 
 
 def open_embedder(model_dir: ModelDir, settings: Settings) -> Embedder:

@@ -20,10 +20,8 @@ raised at once as a configuration error, since no retry can fix a key.
 from __future__ import annotations
 
 import base64
-import email.utils
 import io
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import SecretStr
 
+from lookalike.core.backoff import jittered_backoff, retry_after_seconds
 from lookalike.core.config import Settings
 from lookalike.core.errors import (
     EmbeddingProviderError,
@@ -220,14 +219,11 @@ class _Client:
         )
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential, capped, half of it random: clients that failed together do not all
-        come back together."""
-        ceiling = min(_MAX_BACKOFF_S, self.backoff_s * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return jittered_backoff(attempt, self.backoff_s, _MAX_BACKOFF_S)
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float:
         """The wait a 429 asks for (seconds or an HTTP date), else the usual back-off."""
-        wanted = _parse_retry_after(response.headers.get("Retry-After"))
+        wanted = retry_after_seconds(response.headers.get("Retry-After"))
         if wanted is None:
             return self._backoff(attempt)
         if wanted > self.max_retry_after_s:
@@ -237,20 +233,6 @@ class _Client:
                 "LOOKALIKE_PROVIDER_RATE_LIMIT_PER_S"
             )
         return wanted
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _describe(exc: Exception) -> str:

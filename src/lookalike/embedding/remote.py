@@ -10,7 +10,6 @@ the service's key, `LOOKALIKE_EMBED_API_KEY`, when it is set.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from lookalike.core.backoff import jittered_backoff
 from lookalike.core.config import Settings
 from lookalike.core.errors import (
     Busy,
@@ -287,10 +287,7 @@ class RemoteEmbedder(Embedder):
         )
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential, capped, with jitter (half of it random) so that many clients whose
-        requests failed together do not all come back together."""
-        ceiling = min(_MAX_BACKOFF_S, self.backoff_s * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return jittered_backoff(attempt, self.backoff_s, _MAX_BACKOFF_S)
 
 
 def _describe(exc: Exception) -> str:

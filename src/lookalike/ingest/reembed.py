@@ -12,7 +12,6 @@ vector, `image.model_id` says which), its enrichment stages are queued afresh, a
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from lookalike.catalog import Catalog, Collection, Image, ImageStage, utcnow
 from lookalike.catalog.models import ReembedTask
+from lookalike.core.backoff import jittered_backoff
 from lookalike.core.config import Settings
 from lookalike.core.errors import ModelUnavailable
 from lookalike.embedding.base import Embedder
@@ -256,11 +256,10 @@ class Reembedder:
 
     def _next_attempt(self, now: datetime, attempts: int) -> datetime:
         """Exponential from `reembed_poll_s`, capped, half of it random."""
-        ceiling = min(
-            self.settings.reembed_backoff_max_s,
-            self.settings.reembed_poll_s * 2 ** min(attempts - 1, 30),
+        wait = jittered_backoff(
+            attempts, self.settings.reembed_poll_s, self.settings.reembed_backoff_max_s
         )
-        return now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+        return now + timedelta(seconds=wait)
 
     def _delete(self, image_ids: Sequence[str]) -> None:
         with self.catalog.engine.begin() as conn:

@@ -101,6 +101,11 @@ class Citation:
     cited_by_model: bool = True
 
 
+def where(found: Source | Citation) -> str:
+    """Where a source or citation is, for people: "report, page 3", or the record's name."""
+    return f"{found.name}, page {found.page}" if found.page else found.name
+
+
 @dataclass
 class Retrieval:
     """What the question retrieved, and the prompt made of it."""
@@ -282,8 +287,7 @@ def build_messages(
 
 
 def _source_block(source: Source) -> str:
-    where = f"{source.name}, page {source.page}" if source.page else source.name
-    lines = [f'<source id="{source.number}" from="{_neutralise(where)}">']
+    lines = [f'<source id="{source.number}" from="{_neutralise(where(source))}">']
     if source.description and not source.page:
         lines.append(_neutralise(source.description))
     lines.append(_neutralise(source.text) if source.text else "(no text was read from it)")

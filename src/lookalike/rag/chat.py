@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from lookalike.core.backoff import jittered_backoff, retry_after_seconds
 from lookalike.core.config import Settings
 from lookalike.core.errors import ChatModelRefused, ChatModelUnavailable
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 
+_BACKOFF_BASE_S = 1.0
 _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
 _ERROR_BODY_CHARS = 300
@@ -167,7 +168,7 @@ class OpenAICompatibleChat(ChatModel):
                         f"chat model {self.model!r} at {self.url} cannot be reached "
                         f"({_describe(exc)}); try again when it is back"
                     ) from None
-                wait = _backoff(attempt)
+                wait = jittered_backoff(attempt + 1, _BACKOFF_BASE_S, _MAX_BACKOFF_S)
             else:
                 if response.is_success:
                     return response
@@ -179,7 +180,12 @@ class OpenAICompatibleChat(ChatModel):
                         f"chat model {self.model!r} at {self.url} keeps failing "
                         f"(HTTP {response.status_code}: {_error_text(response)})"
                     )
-                wait = _retry_after(response) or _backoff(attempt)
+                asked = _retry_after(response)
+                wait = (
+                    jittered_backoff(attempt + 1, _BACKOFF_BASE_S, _MAX_BACKOFF_S)
+                    if asked is None
+                    else asked
+                )
             attempt += 1
             log.warning(
                 "chat model %s at %s failed; try %d of %d in %.1f s",
@@ -257,18 +263,11 @@ class _SseChatStream(ChatStream):
         self._response.close()
 
 
-def _backoff(attempt: int) -> float:
-    return float(min(_MAX_BACKOFF_S, 0.5 * 2.0**attempt) * random.uniform(0.5, 1.5))
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     if response.status_code != 429:
         return None
-    try:
-        seconds = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return min(_MAX_RETRY_AFTER_S, max(0.0, seconds))
+    seconds = retry_after_seconds(response.headers.get("retry-after"))
+    return None if seconds is None else min(_MAX_RETRY_AFTER_S, seconds)
 
 
 def _error_text(response: httpx.Response) -> str:
